@@ -1,0 +1,963 @@
+"""Tunesmith: composition root and headless CLI.
+
+``python main.py`` with no arguments opens the desktop app; with a subcommand it runs the same
+engine headless (``python main.py --help``; README.md lists every command). This is the only
+module that wires ``engine`` and ``storage`` together, and the CLI path never imports Qt.
+
+Exit codes: 0 success, 1 a job failed, 2 bad input or configuration, 3 something named was
+not found, 130 cancelled (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import storage
+from engine import configs_cli
+from engine.errors import Cancelled, ConfigError, DataError, EngineError
+from engine.progress import CancelToken, Progress, Reporter
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CANCELLED = 0, 1, 2, 3, 130
+BUILTIN_MODEL = "gemma-3-270m"
+QUANTS = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+
+
+# ----------------------------------------------------------------------------- output
+
+class Console:
+    """Prints results as text or JSON, and progress as bars (stderr) or JSON lines (stderr)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._bar: Any = None
+        self._stage = ""
+
+    def result(self, data: Any, text: str | None = None) -> None:
+        """Print the command's result: ``data`` as JSON with ``--json``, else ``text``."""
+        self.close_bar()
+        if self.as_json:
+            print(json.dumps(data, ensure_ascii=False, default=str, indent=2))
+        elif text is not None:
+            print(text)
+
+    def info(self, message: str) -> None:
+        """A human-readable status line on stderr (suppressed with ``--json``)."""
+        if not self.as_json:
+            self.close_bar()
+            print(message, file=sys.stderr, flush=True)
+
+    def progress(self, event: Progress) -> None:
+        """The :data:`Reporter` for engine jobs."""
+        if self.as_json:
+            line = {"stage": event.stage, "step": event.step, "total": event.total,
+                    "metrics": event.metrics, "message": event.message}
+            print(json.dumps(line, ensure_ascii=False), file=sys.stderr, flush=True)
+            return
+        if event.total:
+            self._update_bar(event)
+        elif event.message:
+            self.info(f"[{event.stage}] {event.message}")
+
+    def _update_bar(self, event: Progress) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or event.stage != self._stage or self._bar.total != event.total:
+            self.close_bar()
+            self._bar = tqdm(total=event.total, desc=event.stage, file=sys.stderr,
+                             dynamic_ncols=True, leave=True)
+            self._stage = event.stage
+        self._bar.n = min(event.step, event.total)
+        shown = {k: f"{v:.4g}" for k, v in event.metrics.items()
+                 if k in ("loss", "eval_loss", "learning_rate", "tokens_per_second")}
+        self._bar.set_postfix(shown, refresh=False)
+        self._bar.refresh()
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table of ``rows`` showing ``columns``."""
+    if not rows:
+        return "(none)"
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = "" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextlib.contextmanager
+def cancel_on_sigint(console: Console) -> Iterator[CancelToken]:
+    """A :class:`CancelToken` set by the first Ctrl-C; a second Ctrl-C aborts at once."""
+    token = CancelToken()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        console.info("Cancelling after the current step (Ctrl-C again to abort)...")
+        token.cancel()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ----------------------------------------------------------------------------- context
+
+class App:
+    """What every command needs: the data dir, the database, output, cancellation."""
+
+    def __init__(self, args: argparse.Namespace, console: Console, cancel: CancelToken) -> None:
+        self.args = args
+        self.console = console
+        self.cancel = cancel
+        self.root = storage.ensure_layout(storage.data_dir(args.data_dir))
+        self.db = storage.open_database(self.root)
+        storage.mark_interrupted_runs(self.db)
+
+    @property
+    def report(self) -> Reporter:
+        return self.console.progress
+
+    def path(self, name: str) -> Path:
+        """A subfolder of the data dir (``models``, ``runs``, ``exports``, ``cache``)."""
+        return storage.subdir(self.root, name)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def cmd_datasets_import(app: App) -> int:
+    from engine.data import import_file, remove_duplicates
+
+    a = app.args
+    column_map = _parse_mapping(a.column_map) if a.column_map else None
+    result = import_file(a.file, format=a.format, policy=a.policy, column_map=column_map,
+                         report=app.report, cancel=app.cancel)
+    examples, removed = (remove_duplicates(result.examples) if a.dedupe
+                         else (result.examples, 0))
+    name = a.name or Path(a.file).stem
+    dataset = storage.create_dataset(app.db, name, examples, description=a.description or "")
+    summary = {"dataset": dataset, "format": result.format, "imported": len(examples),
+               "skipped": result.skipped, "duplicates": result.duplicates,
+               "duplicates_removed": removed,
+               "issues": [vars(i) if hasattr(i, "__dict__") else i for i in result.issues]}
+    lines = [f"Imported {len(examples)} examples into dataset '{dataset['name']}' "
+             f"(format: {result.format}; skipped {result.skipped}, duplicates {result.duplicates}, "
+             f"removed {removed})"]
+    lines += [f"  line {i.line}: {i.reason}" for i in result.issues[:20]]
+    app.console.result(summary, "\n".join(lines))
+    return EXIT_OK
+
+
+def _parse_mapping(text: str) -> dict[str, str]:
+    mapping = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"--column-map: expected role=column pairs, got {part!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def cmd_datasets_list(app: App) -> int:
+    rows = storage.list_datasets(app.db)
+    app.console.result(rows, table(rows, ["id", "name", "example_count", "created", "content_hash"]))
+    return EXIT_OK
+
+
+def cmd_datasets_show(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    examples = list(storage.iter_examples(app.db, dataset["id"], limit=app.args.limit))
+    text = [f"{dataset['name']}: {dataset['example_count']} examples, hash {dataset['content_hash']}"]
+    for ex in examples:
+        text.append(f"--- #{ex['id']} {' '.join(ex.get('tags') or [])}")
+        text += [f"{m['role']:>9}: {m['content']}" for m in ex["messages"]]
+    app.console.result({"dataset": dataset, "examples": examples}, "\n".join(text))
+    return EXIT_OK
+
+
+def cmd_datasets_export(app: App) -> int:
+    from engine.data import export_jsonl
+
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    examples = list(storage.iter_examples(app.db, dataset["id"]))
+    export_jsonl(examples, app.args.out)
+    app.console.result({"path": str(app.args.out), "examples": len(examples)},
+                       f"Wrote {len(examples)} examples to {app.args.out}")
+    return EXIT_OK
+
+
+def cmd_datasets_delete(app: App) -> int:
+    storage.delete_dataset(app.db, _id_or_name(app.args.dataset))
+    app.console.result({"deleted": app.args.dataset}, f"Deleted dataset {app.args.dataset}")
+    return EXIT_OK
+
+
+def _id_or_name(text: str) -> int | str:
+    return int(text) if str(text).isdigit() else text
+
+
+# ----------------------------------------------------------------------------- models
+
+def ensure_base_model(app: App, name: str | None) -> dict[str, Any]:
+    """The base model record named ``name`` (default: the built-in Gemma 3 270M, imported once)."""
+    name = name or BUILTIN_MODEL
+    with contextlib.suppress(storage.NotFound):
+        record = storage.get_base_model(app.db, _id_or_name(name))
+        if Path(record["path"]).is_dir():
+            return record
+    if name != BUILTIN_MODEL:
+        raise storage.NotFound(f"no base model named {name!r}; add it with `main.py models add PATH`")
+    from engine.models import builtin_base_model
+
+    app.console.info("Preparing the built-in base model Gemma 3 270M (first use only)...")
+    path = builtin_base_model(app.path("models"), report=app.report, cancel=app.cancel)
+    return _register_model(app, path, BUILTIN_MODEL, source="builtin")
+
+
+def _register_model(app: App, path: Path, name: str, *, source: str,
+                    allow_custom_code: bool = False) -> dict[str, Any]:
+    from engine.models import inspect_model
+
+    info = inspect_model(path, allow_custom_code=allow_custom_code)
+    record = _jsonable(info)
+    record.update(name=name, path=str(path), source=source)
+    return storage.register_base_model(app.db, record, replace=True)
+
+
+def cmd_models_add(app: App) -> int:
+    from engine.models import import_gguf_model
+
+    src = Path(app.args.path).expanduser()
+    name = app.args.name or src.stem
+    if src.suffix.lower() == ".gguf":
+        app.console.info(f"Importing {src.name} (dequantizing into a Hugging Face folder)...")
+        folder = import_gguf_model(src, app.path("models") / name, report=app.report, cancel=app.cancel)
+        record = _register_model(app, folder, name, source="gguf")
+    else:
+        record = _register_model(app, src, name, source="hf-folder",
+                                 allow_custom_code=app.args.allow_custom_code)
+    app.console.result(record, f"Added base model '{record['name']}' ({record['architecture']}, "
+                               f"{record['parameter_count']:,} parameters)")
+    return EXIT_OK
+
+
+def cmd_models_list(app: App) -> int:
+    rows = storage.list_base_models(app.db)
+    app.console.result(rows, table(rows, ["id", "name", "architecture", "parameter_count",
+                                          "dtype", "context_length", "path"]))
+    return EXIT_OK
+
+
+def cmd_models_show(app: App) -> int:
+    record = (ensure_base_model(app, app.args.model) if app.args.model in (None, BUILTIN_MODEL)
+              else storage.get_base_model(app.db, _id_or_name(app.args.model)))
+    text = "\n".join(f"{k:>16}: {v}" for k, v in record.items())
+    app.console.result(record, text)
+    return EXIT_OK
+
+
+def _jsonable(obj: Any) -> Any:
+    """Dataclasses, paths and tuples as plain JSON values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------- jobs
+
+class MetricRecorder:
+    """A :data:`Reporter` that stores each event's metrics for a run, then forwards it."""
+
+    STAGES = ("train", "eval")
+
+    def __init__(self, app: App, run_id: int) -> None:
+        self.app, self.run_id = app, run_id
+
+    def __call__(self, event: Progress) -> None:
+        if event.stage in self.STAGES and event.metrics:
+            storage.add_metrics(self.app.db, self.run_id,
+                                [(event.step, k, v) for k, v in event.metrics.items()])
+        self.app.console.progress(event)
+
+
+def run_job(app: App, run: dict[str, Any], job: Callable[[], Any]) -> Any:
+    """Run ``job`` for the run record ``run``; finish the record as succeeded/failed/cancelled."""
+    try:
+        result = job()
+    except Cancelled:
+        storage.finish_run(app.db, run["id"], "cancelled")
+        raise
+    except BaseException as exc:
+        storage.finish_run(app.db, run["id"], "failed", error=_message(exc))
+        raise
+    storage.finish_run(app.db, run["id"], "succeeded")
+    return result
+
+
+def unique_dir(parent: Path, prefix: str) -> Path:
+    """A new, not yet existing folder ``parent/<prefix>-<UTC timestamp>[-n]``."""
+    import datetime
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidate, n = parent / f"{prefix}-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{prefix}-{stamp}-{n}"
+    return candidate
+
+
+def _add_file_artifact(app: App, run_id: int, kind: str, path: Path, meta: dict | None = None) -> None:
+    sha = storage.file_sha256(path) if path.is_file() else None
+    storage.add_artifact(app.db, run_id, kind, path, sha256=sha, meta=meta)
+
+
+# ----------------------------------------------------------------------------- train
+
+def train_config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    """A validated ``TrainConfig``: ``base`` values (a stored run's) overridden by CLI options."""
+    from engine.configs import from_dict
+    from engine.train_config import TrainConfig
+
+    values = dict(base or {})
+    values.update(configs_cli.config_overrides(TrainConfig, args))
+    return from_dict(TrainConfig, values)
+
+
+def do_train(app: App, dataset_ref: int | str, model: str | None, config: Any, *,
+             validation_fraction: float, name: str | None = None,
+             resume_from: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+    """Train a LoRA adapter on a stored dataset; returns (run record, ``TrainResult``)."""
+    from engine.configs import to_dict
+    from engine.data import split_examples
+    from engine.train import train_lora
+
+    dataset = storage.get_dataset(app.db, dataset_ref)
+    base = ensure_base_model(app, model)
+    rows = list(storage.iter_examples(app.db, dataset["id"]))
+    train_rows, val_rows = split_examples(rows, validation_fraction=validation_fraction,
+                                          seed=config.seed)
+    out = (Path(resume_from["config"]["output_dir"]) if resume_from
+           else unique_dir(app.path("runs"), "train"))
+    run_config = {"train": to_dict(config), "validation_fraction": validation_fraction,
+                  "base_model": base["name"], "base_model_path": base["path"], "output_dir": str(out)}
+    run = storage.start_run(app.db, "train", run_config, base_model_id=base["id"],
+                            dataset_id=dataset["id"], name=name,
+                            parent_run_id=resume_from and resume_from["id"])
+    app.console.info(f"Run {run['id']}: {len(train_rows)} training / {len(val_rows)} validation "
+                     f"conversations from '{dataset['name']}' on {base['name']} -> {out}")
+    result = run_job(app, run, lambda: train_lora(
+        config, base["path"], train_rows, val_rows, out, resume=resume_from is not None,
+        report=MetricRecorder(app, run["id"]), cancel=app.cancel))
+    _add_file_artifact(app, run["id"], "adapter", Path(result.adapter_dir),
+                       meta={"template": getattr(result.template, "name", None)})
+    return storage.get_run(app.db, run["id"]), result
+
+
+def cmd_train(app: App) -> int:
+    a = app.args
+    if a.resume:
+        previous = storage.get_run(app.db, a.resume)
+        if previous["kind"] != "train":
+            raise ConfigError(f"--resume {a.resume}: run {a.resume} is a {previous['kind']} run, not train")
+        config = train_config_from_args(a, previous["config"]["train"])
+        run, result = do_train(app, previous["dataset_id"], previous["config"]["base_model"], config,
+                               validation_fraction=previous["config"]["validation_fraction"],
+                               name=a.name or previous["name"], resume_from=previous)
+    else:
+        if not a.dataset:
+            raise ConfigError("train: --dataset NAME is required (or --resume RUN_ID)")
+        config = train_config_from_args(a)
+        run, result = do_train(app, _id_or_name(a.dataset), a.model, config,
+                               validation_fraction=a.validation_fraction, name=a.name)
+    summary = {"run": run, "adapter_dir": str(result.adapter_dir), "steps": result.steps_done,
+               "train_loss": result.final_train_loss, "eval_loss": result.final_eval_loss,
+               "tokens_per_second": result.tokens_per_second, "precision": result.precision,
+               "device": result.device}
+    app.console.result(summary, f"Run {run['id']} finished: {result.steps_done} steps, "
+                                f"train loss {result.final_train_loss}, eval loss "
+                                f"{result.final_eval_loss}; adapter in {result.adapter_dir}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- merge / export
+
+def _train_run(app: App, run_id: int) -> dict[str, Any]:
+    run = storage.get_run(app.db, run_id)
+    if run["kind"] != "train":
+        raise ConfigError(f"run {run_id} is a {run['kind']} run; give a train run id")
+    adapters = storage.list_artifacts(app.db, run_id, kind="adapter")
+    if not adapters:
+        raise storage.NotFound(f"train run {run_id} has no adapter (status {run['status']}); "
+                               f"resume it with `main.py train --resume {run_id}`")
+    run["adapter_dir"] = adapters[-1]["path"]
+    return run
+
+
+def do_merge(app: App, train_run_id: int) -> tuple[dict[str, Any], Any]:
+    """Merge a train run's adapter into its base; returns (merge run record, ``MergeResult``)."""
+    from engine.merge import merge_adapter
+
+    train = _train_run(app, train_run_id)
+    out = unique_dir(app.path("models"), f"merged-run{train_run_id}")
+    run = storage.start_run(app.db, "merge", {"adapter_dir": train["adapter_dir"],
+                                              "base_model_path": train["config"]["base_model_path"],
+                                              "output_dir": str(out)},
+                            base_model_id=train["base_model_id"], dataset_id=train["dataset_id"],
+                            dataset_hash=train["dataset_hash"], parent_run_id=train_run_id)
+    result = run_job(app, run, lambda: merge_adapter(
+        train["config"]["base_model_path"], train["adapter_dir"], out,
+        report=app.report, cancel=app.cancel))
+    storage.add_metrics(app.db, run["id"], [(0, "max_logit_diff", result.max_logit_diff)])
+    _add_file_artifact(app, run["id"], "merged", Path(result.path), meta={"dtype": result.dtype})
+    return storage.get_run(app.db, run["id"]), result
+
+
+def cmd_merge(app: App) -> int:
+    run, result = do_merge(app, app.args.run)
+    app.console.result({"run": run, "path": str(result.path), "dtype": result.dtype,
+                        "max_logit_diff": result.max_logit_diff},
+                       f"Merged into {result.path} ({result.dtype}; max logit difference "
+                       f"vs the adapter model {result.max_logit_diff:.3g})")
+    return EXIT_OK
+
+
+def _merged_folder(app: App, run_id: int) -> tuple[dict[str, Any], Path]:
+    """The merged folder for a merge run, or for a train run (merging it first if needed)."""
+    run = storage.get_run(app.db, run_id)
+    if run["kind"] == "train":
+        merges = [r for r in storage.list_runs(app.db, kind="merge", status="succeeded")
+                  if r["parent_run_id"] == run_id]
+        run = merges[0] if merges else do_merge(app, run_id)[0]
+    if run["kind"] != "merge":
+        raise ConfigError(f"run {run_id} is a {run['kind']} run; give a train or merge run id")
+    merged = storage.list_artifacts(app.db, run["id"], kind="merged")
+    if not merged:
+        raise storage.NotFound(f"merge run {run['id']} has no merged model")
+    return run, Path(merged[-1]["path"])
+
+
+def do_export(app: App, run_id: int, quant: str, out: Path | None = None) -> tuple[dict[str, Any], Any]:
+    """Export the merged model of a train/merge run to GGUF; returns (export run, ``ExportResult``)."""
+    from engine.export import export_gguf
+
+    merge_run, folder = _merged_folder(app, run_id)
+    out = Path(out) if out else app.path("exports") / f"{folder.name}-{quant}.gguf"
+    run = storage.start_run(app.db, "export", {"merged_dir": str(folder), "quant": quant,
+                                               "output_path": str(out)},
+                            base_model_id=merge_run["base_model_id"],
+                            dataset_id=merge_run["dataset_id"],
+                            dataset_hash=merge_run["dataset_hash"], parent_run_id=merge_run["id"])
+    result = run_job(app, run, lambda: export_gguf(folder, out, quant, report=app.report,
+                                                    cancel=app.cancel))
+    storage.add_artifact(app.db, run["id"], "gguf", result.path, sha256=result.sha256,
+                         meta={"quant": quant, "fallbacks": list(result.fallbacks)})
+    return storage.get_run(app.db, run["id"]), result
+
+
+def cmd_export(app: App) -> int:
+    run, result = do_export(app, app.args.run, app.args.quant, app.args.out)
+    app.console.result({"run": run, "path": str(result.path), "quant": result.quant,
+                        "bytes": result.bytes, "sha256": result.sha256,
+                        "fallbacks": list(result.fallbacks)},
+                       f"Wrote {result.path}\n  {result.quant}, {result.bytes / 2**20:.1f} MiB, "
+                       f"sha256 {result.sha256}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- chat
+
+def _gguf_for(app: App, ref: str) -> Path:
+    """A GGUF path from a file path or an export run id."""
+    if str(ref).isdigit() and not Path(ref).exists():
+        ggufs = storage.list_artifacts(app.db, int(ref), kind="gguf")
+        if not ggufs:
+            raise storage.NotFound(f"run {ref} has no GGUF file; export it with `main.py export {ref}`")
+        return Path(ggufs[-1]["path"])
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise storage.NotFound(f"no GGUF file at {path}")
+    return path
+
+
+def sampling_from_args(args: argparse.Namespace) -> Any:
+    from engine.chat import SamplingConfig
+    from engine.configs import from_dict
+
+    return from_dict(SamplingConfig, configs_cli.config_overrides(SamplingConfig, args))
+
+
+def cmd_chat(app: App) -> int:
+    from engine.chat import ChatDelta, ChatModel
+
+    a = app.args
+    gguf = _gguf_for(app, a.model)
+    sampling = sampling_from_args(a)
+    chat = storage.create_chat(app.db, a.prompt[:40] if a.prompt else gguf.stem,
+                               model_path=gguf, system_prompt=a.system or "")
+    history = [{"role": "system", "content": a.system}] if a.system else []
+    with ChatModel(gguf, chat_template=a.template, n_ctx=a.n_ctx) as model:
+        prompts = [a.prompt] if a.prompt else _interactive_prompts(app)
+        for prompt in prompts:
+            history.append({"role": "user", "content": prompt})
+            storage.add_chat_message(app.db, chat["id"], "user", prompt)
+            pieces, finished = [], None
+            for event in model.stream(history, sampling, cancel=app.cancel):
+                if isinstance(event, ChatDelta):
+                    pieces.append(event.text)
+                    if not app.console.as_json:
+                        print(event.text, end="", flush=True)
+                else:
+                    finished = event
+            reply = "".join(pieces)
+            history.append({"role": "assistant", "content": reply})
+            storage.add_chat_message(app.db, chat["id"], "assistant", reply)
+            _chat_footer(app, finished)
+            app.console.result({"reply": reply, "finish_reason": finished.finish_reason,
+                                "tokens_per_second": finished.tokens_per_second,
+                                "trimmed": finished.trimmed, "chat_id": chat["id"]}, None)
+    return EXIT_OK
+
+
+def _interactive_prompts(app: App) -> Iterator[str]:
+    app.console.info("Chat started. Empty line or Ctrl-D to quit.")
+    while not app.cancel.cancelled:
+        try:
+            line = input("\nyou> ")
+        except EOFError:
+            return
+        if not line.strip():
+            return
+        print("bot> ", end="", flush=True)
+        yield line
+
+
+def _chat_footer(app: App, finished: Any) -> None:
+    if app.console.as_json or finished is None:
+        return
+    print()
+    notes = [f"{finished.completion_tokens} tokens, {finished.tokens_per_second:.1f} tokens/s",
+             f"stop: {finished.finish_reason}"]
+    if finished.trimmed:
+        notes.append(f"{finished.trimmed} oldest messages dropped to fit the context")
+    print(f"[{'; '.join(notes)}]", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def cmd_runs_list(app: App) -> int:
+    rows = storage.list_runs(app.db, kind=app.args.kind)
+    app.console.result(rows, table(rows, ["id", "kind", "name", "status", "started", "ended",
+                                          "parent_run_id", "error"]))
+    return EXIT_OK
+
+
+def cmd_runs_show(app: App) -> int:
+    run = storage.get_run(app.db, app.args.run)
+    metrics = storage.get_metrics(app.db, run["id"])
+    artifacts = storage.list_artifacts(app.db, run["id"])
+    latest: dict[str, Any] = {}
+    for m in metrics:
+        latest[m["name"]] = m["value"]
+    text = [f"run {run['id']} ({run['kind']}, {run['status']}): {run['name']}",
+            f"  config: {json.dumps(run['config'], ensure_ascii=False)}"]
+    text += [f"  {k}: {_cell(v)}" for k, v in sorted(latest.items())]
+    text += [f"  artifact {a['kind']}: {a['path']} ({a['bytes']} bytes)" for a in artifacts]
+    if run["error"]:
+        text.append(f"  error: {run['error']}")
+    app.console.result({"run": run, "metrics": metrics, "artifacts": artifacts}, "\n".join(text))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- eval
+
+def _validation_rows(app: App, train: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out rows of a train run: the same seeded split training used."""
+    from engine.data import split_examples
+
+    rows = list(storage.iter_examples(app.db, train["dataset_id"]))
+    _, val = split_examples(rows, validation_fraction=train["config"]["validation_fraction"],
+                            seed=train["config"]["train"]["seed"])
+    return val
+
+
+def do_eval(app: App, train_run_id: int, *, gguf: Path | None = None, generate: int = 16,
+            max_new_tokens: int = 48) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Base vs fine-tuned on a train run's validation split: perplexity, BLEU, ROUGE-L.
+
+    Returns (eval run record, ``{"before": {...}, "after": {...}, ["gguf": {...}]}``).
+    """
+    train = _train_run(app, train_run_id)
+    val = _validation_rows(app, train)
+    template = train["config"]["train"].get("chat_template") or _run_template(app, train_run_id)
+    config = {"train_run": train_run_id, "validation_rows": len(val), "generated": generate,
+              "max_new_tokens": max_new_tokens, "gguf": str(gguf) if gguf else None,
+              "template": template}
+    run = storage.start_run(app.db, "eval", config, base_model_id=train["base_model_id"],
+                            dataset_id=train["dataset_id"], dataset_hash=train["dataset_hash"],
+                            parent_run_id=train_run_id)
+    return storage.get_run(app.db, run["id"]), run_job(app, run, lambda: _evaluate(
+        app, run["id"], train, val, template, gguf, generate, max_new_tokens))
+
+
+def _run_template(app: App, train_run_id: int) -> str | None:
+    adapters = storage.list_artifacts(app.db, train_run_id, kind="adapter")
+    return (adapters[-1].get("meta") or {}).get("template") if adapters else None
+
+
+def _evaluate(app: App, run_id: int, train: dict[str, Any], val: list[dict[str, Any]],
+              template: str | None, gguf: Path | None, generate: int,
+              max_new_tokens: int) -> dict[str, dict[str, Any]]:
+    from engine.evaluate import evaluate_model
+
+    max_length = train["config"]["train"]["max_length"]
+    base_path = train["config"]["base_model_path"]
+    results = {}
+    for label, adapter in (("before", None), ("after", train["adapter_dir"])):
+        app.console.info(f"Evaluating {'the base model' if adapter is None else 'the fine-tuned model'} "
+                         f"on {len(val)} held-out conversations...")
+        results[label] = evaluate_model(base_path, val, adapter_dir=adapter, template=template,
+                                        max_length=max_length, generate=generate,
+                                        max_new_tokens=max_new_tokens, report=app.report,
+                                        cancel=app.cancel)
+    if gguf is not None:
+        from engine.evaluate import perplexity_gguf
+
+        ppl = perplexity_gguf(gguf, val, template=template, max_length=max_length,
+                              tokenizer_dir=base_path, report=app.report, cancel=app.cancel)
+        results["gguf"] = {"perplexity": ppl.perplexity}
+    for label, values in results.items():
+        storage.add_metrics(app.db, run_id, [(0, f"{name}_{label}", value)
+                                             for name, value in values.items()
+                                             if isinstance(value, (int, float))])
+    return results
+
+
+def cmd_eval(app: App) -> int:
+    gguf = _gguf_for(app, app.args.gguf) if app.args.gguf else None
+    run, results = do_eval(app, app.args.run, gguf=gguf, generate=app.args.generate)
+    names = sorted({k for r in results.values() for k, v in r.items() if isinstance(v, (int, float))})
+    rows = [{"metric": n, **{label: r.get(n) for label, r in results.items()}} for n in names]
+    app.console.result({"run": run, "results": results},
+                       table(rows, ["metric", *results.keys()]))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- demo
+
+DEMO_DATASET = "chatterbot-english"
+
+
+def demo_config(args: argparse.Namespace) -> Any:
+    """The demo's training settings: sized to finish on 2 CPU cores (README: about 20 minutes)."""
+    base = {"learning_rate": 2e-4, "num_epochs": 1.0, "batch_size": 8, "max_length": 128,
+            "lora_rank": 16, "lora_alpha": 32.0, "eval_every": 25, "save_every": 50,
+            "warmup_steps": 5, "lr_scheduler": "cosine", "seed": 42}
+    return train_config_from_args(args, base)
+
+
+def demo_dataset(app: App) -> dict[str, Any]:
+    """The English ChatterBot corpus, imported and de-duplicated (reused if already there)."""
+    from engine.data import load_chatterbot_corpus, remove_duplicates
+
+    with contextlib.suppress(storage.NotFound):
+        return storage.get_dataset(app.db, DEMO_DATASET)
+    result = load_chatterbot_corpus("english", report=app.report, cancel=app.cancel)
+    unique, removed = remove_duplicates(result.examples)
+    app.console.info(f"ChatterBot English: {len(result.examples)} conversations, {removed} exact "
+                     f"duplicates removed, {len(unique)} kept")
+    return storage.create_dataset(app.db, DEMO_DATASET, unique, description=(
+        f"English ChatterBot corpus ({len(result.examples)} conversations, {removed} duplicates "
+        f"removed)"))
+
+
+def cmd_demo(app: App) -> int:
+    """Import -> dedupe -> split -> LoRA -> evaluate before/after -> merge -> q8_0 GGUF -> chat."""
+    import time
+
+    started = time.perf_counter()
+    dataset = demo_dataset(app)
+    config = demo_config(app.args)
+    train_run, result = do_train(app, dataset["id"], app.args.model, config,
+                                 validation_fraction=app.args.validation_fraction, name="demo")
+    _, export = do_export(app, train_run["id"], app.args.quant)
+    _, scores = do_eval(app, train_run["id"], gguf=export.path, generate=app.args.generate)
+    answers = demo_answers(app, train_run, export.path)
+    summary = {"train_run": train_run["id"], "steps": result.steps_done,
+               "train_loss": result.final_train_loss, "eval_loss": result.final_eval_loss,
+               "training_tokens_per_second": result.tokens_per_second, "scores": scores,
+               "gguf": str(export.path), "gguf_bytes": export.bytes, "quant": export.quant,
+               "answers": answers, "seconds": time.perf_counter() - started}
+    app.console.result(_jsonable(summary), demo_summary_text(summary))
+    return EXIT_OK
+
+
+def demo_answers(app: App, train_run: dict[str, Any], gguf: Path, count: int = 5) -> list[dict]:
+    """Held-out questions answered by the exported GGUF through llama.cpp (greedy)."""
+    from engine.chat import ChatModel, SamplingConfig
+
+    val = _validation_rows(app, train_run)[:count]
+    sampling = SamplingConfig(temperature=0.0, max_tokens=48)
+    answers = []
+    with ChatModel(gguf) as model:
+        for row in val:
+            prompt = _prompt_and_reference(row["messages"])
+            reply = model.reply(prompt[0], sampling, cancel=app.cancel)
+            answers.append({"question": prompt[0][-1]["content"], "reference": prompt[1],
+                            "answer": reply.text, "tokens_per_second": reply.finished.tokens_per_second})
+    return answers
+
+
+def _prompt_and_reference(messages: list[dict]) -> tuple[list[dict], str]:
+    """The conversation up to its last assistant turn, and that turn's text."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]["content"]
+
+
+def demo_summary_text(s: dict[str, Any]) -> str:
+    scores = s["scores"]
+    rows = []
+    for metric in ("perplexity", "bleu", "rouge_l"):
+        rows.append({"metric": metric, "before": scores["before"].get(metric),
+                     "after": scores["after"].get(metric),
+                     "gguf": scores.get("gguf", {}).get(metric)})
+    speed = [a["tokens_per_second"] for a in s["answers"]]
+    lines = ["", "=== Tunesmith demo summary ===",
+             f"train run {s['train_run']}: {s['steps']} steps, train loss {s['train_loss']:.3f}, "
+             f"eval loss {s['eval_loss']:.3f}, {s['training_tokens_per_second']:.0f} trained tokens/s",
+             table(rows, ["metric", "before", "after", "gguf"]),
+             f"GGUF: {s['gguf']} ({s['quant']}, {s['gguf_bytes'] / 2**20:.1f} MiB), "
+             f"generation {sum(speed) / max(len(speed), 1):.1f} tokens/s",
+             "", "Held-out questions answered through llama.cpp:"]
+    for a in s["answers"]:
+        lines += [f"  Q: {a['question']}", f"     reference: {a['reference']}",
+                  f"     answer:    {a['answer'].strip()}"]
+    lines.append(f"\nTotal time: {s['seconds'] / 60:.1f} minutes")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand (documented in README.md)."""
+    parser = argparse.ArgumentParser(
+        prog="main.py", description="Tunesmith: fine-tune a small language model on your own "
+        "conversations, export it to GGUF and chat with it, offline. Without a command the "
+        "desktop app opens.")
+    parser.add_argument("--data-dir", help="Where Tunesmith keeps its database, models and "
+                        "exports (default: $TUNESMITH_DATA_DIR, else the per-user data folder).")
+    parser.add_argument("--json", action="store_true", help="Print results as JSON and "
+                        "progress as JSON lines on stderr.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _datasets_parser(commands)
+    _models_parser(commands)
+    _train_parser(commands)
+    _runs_parser(commands)
+    _merge_export_parsers(commands)
+    _chat_parser(commands)
+    _eval_parser(commands)
+    _demo_parser(commands)
+    return parser
+
+
+def _group(commands: Any, name: str, help_text: str) -> Any:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
+def _datasets_parser(commands: Any) -> None:
+    sub = _group(commands, "datasets", "Import, list, show, export and delete datasets.")
+    p = sub.add_parser("import", help="Import a JSONL/JSON/CSV/YAML file as a new dataset.")
+    p.add_argument("file", help="The file to import (Alpaca, ShareGPT, OpenAI chat, "
+                   "prompt/completion, CSV, ChatterBot YAML).")
+    p.add_argument("--name", help="Dataset name (default: the file name).")
+    p.add_argument("--description", help="A note stored with the dataset.")
+    p.add_argument("--format", help="Force a format instead of detecting it.")
+    p.add_argument("--policy", choices=("refuse", "skip"), default="refuse",
+                   help="Invalid rows: refuse the import (default) or skip them and count.")
+    p.add_argument("--column-map", help="CSV columns, e.g. user=question,assistant=answer,system=sys.")
+    p.add_argument("--dedupe", action="store_true", help="Remove exact duplicate conversations.")
+    p.set_defaults(handler=cmd_datasets_import)
+    sub.add_parser("list", help="List datasets.").set_defaults(handler=cmd_datasets_list)
+    p = sub.add_parser("show", help="Show a dataset's examples.")
+    p.add_argument("dataset", help="Dataset name or id.")
+    p.add_argument("--limit", type=int, default=10, help="How many examples (default 10).")
+    p.set_defaults(handler=cmd_datasets_show)
+    p = sub.add_parser("export", help="Export a dataset to JSONL (OpenAI chat shape).")
+    p.add_argument("dataset", help="Dataset name or id.")
+    p.add_argument("out", type=Path, help="The .jsonl file to write.")
+    p.set_defaults(handler=cmd_datasets_export)
+    p = sub.add_parser("delete", help="Delete a dataset and its examples.")
+    p.add_argument("dataset", help="Dataset name or id.")
+    p.set_defaults(handler=cmd_datasets_delete)
+
+
+def _models_parser(commands: Any) -> None:
+    sub = _group(commands, "models", "Register and inspect base models.")
+    p = sub.add_parser("add", help="Add a local Hugging Face folder or a .gguf file.")
+    p.add_argument("path", help="A model folder (safetensors) or a .gguf file (dequantized once).")
+    p.add_argument("--name", help="Name to register it under (default: folder/file name).")
+    p.add_argument("--allow-custom-code", action="store_true", help="Allow a model folder "
+                   "that ships its own Python code (runs that code: only for folders you trust).")
+    p.set_defaults(handler=cmd_models_add)
+    sub.add_parser("list", help="List base models.").set_defaults(handler=cmd_models_list)
+    p = sub.add_parser("show", help="Show a base model (default: the built-in Gemma 3 270M).")
+    p.add_argument("model", nargs="?", default=BUILTIN_MODEL, help="Model name or id.")
+    p.set_defaults(handler=cmd_models_show)
+
+
+def _train_parser(commands: Any) -> None:
+    from engine.train_config import TrainConfig
+
+    p = commands.add_parser("train", help="LoRA-fine-tune a base model on a dataset.",
+                            description="LoRA-fine-tune a base model on a dataset. Ctrl-C "
+                            "cancels cleanly and keeps a usable adapter and a resumable checkpoint.")
+    p.add_argument("--dataset", help="Dataset name or id.")
+    p.add_argument("--model", help=f"Base model name (default: {BUILTIN_MODEL}).")
+    p.add_argument("--name", help="A name for the run.")
+    p.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="Share of conversations held out for evaluation (seeded split; default 0.1).")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="Continue an interrupted or cancelled train run from its last checkpoint.")
+    configs_cli.add_config_arguments(p, TrainConfig, title="training settings")
+    p.set_defaults(handler=cmd_train)
+
+
+def _runs_parser(commands: Any) -> None:
+    sub = _group(commands, "runs", "List and inspect runs (train, merge, export, eval).")
+    p = sub.add_parser("list", help="List runs, newest first.")
+    p.add_argument("--kind", choices=("train", "merge", "export", "eval"), help="Only this kind.")
+    p.set_defaults(handler=cmd_runs_list)
+    p = sub.add_parser("show", help="Show a run's config, latest metrics and files.")
+    p.add_argument("run", type=int, help="Run id.")
+    p.set_defaults(handler=cmd_runs_show)
+
+
+def _merge_export_parsers(commands: Any) -> None:
+    p = commands.add_parser("merge", help="Merge a train run's LoRA adapter into its base model.")
+    p.add_argument("run", type=int, help="Train run id.")
+    p.set_defaults(handler=cmd_merge)
+    p = commands.add_parser("export", help="Export a train or merge run to a GGUF file "
+                            "(merging first when needed).")
+    p.add_argument("run", type=int, help="Train or merge run id.")
+    p.add_argument("--quant", choices=QUANTS, default="q8_0", help="GGUF type (default q8_0).")
+    p.add_argument("--out", type=Path, help="Output file (default: DATA_DIR/exports/...).")
+    p.set_defaults(handler=cmd_export)
+
+
+def _chat_parser(commands: Any) -> None:
+    from engine.chat import SamplingConfig
+
+    p = commands.add_parser("chat", help="Chat with a GGUF model through llama.cpp "
+                            "(one-shot with --prompt, else interactive).")
+    p.add_argument("model", help="A .gguf file or an export run id.")
+    p.add_argument("--prompt", help="Ask one question and exit.")
+    p.add_argument("--system", help="System prompt.")
+    p.add_argument("--template", help="Chat template name or Jinja text (default: the one "
+                   "embedded in the GGUF).")
+    p.add_argument("--n-ctx", type=int, help="Context size in tokens (default: the model's).")
+    configs_cli.add_config_arguments(p, SamplingConfig, title="sampling")
+    p.set_defaults(handler=cmd_chat)
+
+
+def _eval_parser(commands: Any) -> None:
+    p = commands.add_parser("eval", help="Evaluate a train run: base vs fine-tuned perplexity, "
+                            "BLEU and ROUGE-L on its validation split.")
+    p.add_argument("run", type=int, help="Train run id.")
+    p.add_argument("--gguf", help="Also measure perplexity of this GGUF (file or export run id).")
+    p.add_argument("--generate", type=int, default=16,
+                   help="Held-out conversations to answer for BLEU/ROUGE-L (default 16).")
+    p.set_defaults(handler=cmd_eval)
+
+
+def _demo_parser(commands: Any) -> None:
+    from engine.train_config import TrainConfig
+
+    p = commands.add_parser("demo", help="The main job on real data: ChatterBot English -> "
+                            "LoRA on Gemma 3 270M -> evaluate -> merge -> q8_0 GGUF -> chat.")
+    p.add_argument("--model", help=f"Base model name (default: {BUILTIN_MODEL}).")
+    p.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="Share of conversations held out (default 0.1).")
+    p.add_argument("--quant", choices=QUANTS, default="q8_0", help="GGUF type (default q8_0).")
+    p.add_argument("--generate", type=int, default=16,
+                   help="Held-out conversations answered for BLEU/ROUGE-L (default 16).")
+    configs_cli.add_config_arguments(p, TrainConfig, title="training settings (override the demo's)")
+    p.set_defaults(handler=cmd_demo)
+
+
+# ----------------------------------------------------------------------------- running
+
+def _message(exc: BaseException) -> str:
+    """One readable line for an exception (the CLI's single error handler uses it)."""
+    return str(exc) or exc.__class__.__name__
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an exception."""
+    if isinstance(exc, (Cancelled, KeyboardInterrupt)):
+        return EXIT_CANCELLED
+    if isinstance(exc, storage.NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, (ConfigError, DataError, storage.StorageError)):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run one subcommand; turn every expected error into a message and an exit code."""
+    console = Console(args.json)
+    with cancel_on_sigint(console) as cancel:
+        try:
+            return args.handler(App(args, console, cancel))
+        except (Cancelled, KeyboardInterrupt):
+            console.close_bar()
+            print("Cancelled.", file=sys.stderr)
+            return EXIT_CANCELLED
+        except (EngineError, storage.StorageError) as exc:
+            console.close_bar()
+            kind = "error" if not isinstance(exc, storage.NotFound) else "not found"
+            print(f"{kind}: {_message(exc)}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"error": _message(exc), "type": type(exc).__name__}))
+            return exit_code_for(exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run Tunesmith with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        from gui.app import run_app  # Qt is imported on this path only
+
+        return run_app(args.data_dir)
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
