@@ -1,0 +1,94 @@
+"""Fake engine functions for GUI tests: same signatures and events as the real ones, no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Cancelled
+from engine.progress import CancelToken, Progress, ignore_progress
+from gui.services import Engine, real_engine
+
+
+@dataclass(frozen=True)
+class FakeTrainResult:
+    adapter_dir: Path
+    steps_done: int
+
+
+def fake_train_lora(config: Any, model_dir: Path, train_rows: list, val_rows: list,
+                    output_dir: Path, *, resume: bool = False, report=ignore_progress,
+                    cancel: CancelToken | None = None, step_seconds: float = 0.01) -> FakeTrainResult:
+    """Emits the real event shapes: ``train`` with loss/lr/tokens_per_second/eta, ``eval``."""
+    total = config.max_steps or 10
+    report(Progress("prepare", message=f"fake training on {len(train_rows)} rows"))
+    for step in range(1, total + 1):
+        time.sleep(step_seconds)
+        if cancel is not None:
+            try:
+                cancel.check()
+            except Cancelled:
+                (Path(output_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
+                raise
+        report(Progress("train", step, total, {"loss": 3.0 / step, "learning_rate": 2e-4,
+                                                "tokens_per_second": 1234.0,
+                                                "eta_seconds": (total - step) * step_seconds}))
+        if step % 5 == 0:
+            report(Progress("eval", step, total, {"eval_loss": 3.2 / step}))
+    adapter = Path(output_dir) / "adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    return FakeTrainResult(adapter, total)
+
+
+class FakeChatModel:
+    """Streams the reply word by word; records the messages it was asked with."""
+
+    instances: list["FakeChatModel"] = []
+
+    def __init__(self, path: str, reply: str = "Hello there, I am a fake model.") -> None:
+        self.path, self.reply, self.asked, self.closed = path, reply, [], False
+        FakeChatModel.instances.append(self)
+
+    def stream(self, messages, sampling=None, *, cancel=None):
+        self.asked.append(messages)
+        for word in self.reply.split(" "):
+            if cancel is not None and cancel.cancelled:
+                return
+            time.sleep(0.002)
+            yield word + " "
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_model_dir(root: Path) -> Path:
+    """A folder that looks like a small HF model to the estimate (config.json only)."""
+    folder = root / "fake-model"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "vocab_size": 400}))
+    return folder
+
+
+def fake_engine(model_root: Path) -> Engine:
+    """The real adapter with every slow or heavy function replaced."""
+    folder = fake_model_dir(model_root)
+    return dataclasses.replace(
+        real_engine(),
+        train_lora=fake_train_lora,
+        estimate_training=lambda *a, **k: "cpu · fp32 · 10 steps · memory ≈ 0.01 GiB",
+        device_summary=lambda: "CPU · 2 threads",
+        builtin_base_model=lambda _folder: {"name": "Tiny test model", "path": str(folder),
+                                            "architecture": "LlamaForCausalLM",
+                                            "parameter_count": 123_456, "context_length": 256,
+                                            "chat_template": "{{ messages }}",
+                                            "special_tokens": {"eos": "</s>"}},
+        inspect_model=lambda path: {"name": Path(path).name, "architecture": "LlamaForCausalLM"},
+        open_chat=FakeChatModel,
+        sampling_config=lambda **kw: dict(kw),
+    )
