@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError, DataError
-from engine.templates import ChatTemplate, render
-from engine.tokens import SpecialTokens
+from engine.templates import ChatTemplate, render_for
+from engine.tokens import SpecialTokens, end_of_turn_text
 
 IGNORE_INDEX = -100  # the label torch.nn.CrossEntropyLoss ignores by default
 TRUNCATIONS = ("left", "right", "drop")
@@ -60,8 +60,9 @@ def encode_conversation(tokenizer: Any, messages: list[dict], template: ChatTemp
 
     Raises:
         ConfigError: unknown ``truncation`` or ``max_length < 2``.
-        DataError: malformed messages, a template that rejects them or does not render
-            incrementally, a row too long under ``"drop"``, or no trained token left (C10).
+        DataError: malformed messages, a template that rejects them, an answer that cannot be
+            located in the rendering, a row too long under ``"drop"``, or no trained token
+            left (C10).
     """
     _check_options(max_length, truncation)
     ids, labels = _tokenize_with_labels(tokenizer, messages, template, special)
@@ -167,7 +168,7 @@ def prompt_ids(tokenizer: Any, messages: list[dict], template: ChatTemplate,
         DataError: malformed messages or a template that rejects them.
     """
     _check_messages(messages, need_answer=False)
-    text = _render(tokenizer, template, messages, add_generation_prompt=True)
+    text = render_for(tokenizer, template, messages, add_generation_prompt=True)
     return _with_bos(tokenizer(text, add_special_tokens=False)["input_ids"], special)
 
 
@@ -189,24 +190,45 @@ def answer_spans(tokenizer: Any, messages: list[dict],
     """The rendered conversation and the character spans ``[start, end)`` to train.
 
     Each span runs from the end of the rendered prefix with generation prompt to the end of the
-    rendering through that assistant turn, trailing whitespace excluded.
+    rendering through that assistant turn, trailing whitespace excluded. Templates that do not
+    render a conversation as a sequence of prefixes (e.g. a generation prompt that differs from
+    the assistant header in history, as Qwen3's empty think block) fall back to locating each
+    answer's text in the rendering, in order, followed by the end-of-turn text.
 
     Raises:
-        DataError: the template does not render the conversation as a sequence of prefixes.
+        DataError: an answer cannot be located in the rendering.
     """
-    text = _render(tokenizer, template, messages)
+    text = render_for(tokenizer, template, messages)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, template, messages[:i], add_generation_prompt=True)
-        through = _render(tokenizer, template, messages[: i + 1])
+        before = render_for(tokenizer, template, messages[:i], add_generation_prompt=True)
+        through = render_for(tokenizer, template, messages[: i + 1])
         if not (through.startswith(before) and text.startswith(through)):
-            raise DataError(f"chat template {template.name!r} does not render turn {i + 1} as a "
-                            "continuation of the earlier turns, so the answer cannot be located; "
-                            "choose another chat template")
+            return text, _searched_spans(tokenizer, messages, template, text)
         spans.append((len(before), max(len(before), len(through.rstrip()))))
     return text, spans
+
+
+def _searched_spans(tokenizer: Any, messages: list[dict], template: ChatTemplate,
+                    text: str) -> list[tuple[int, int]]:
+    """Locate each message's rendered text in order (characters, not token ids)."""
+    end_text = end_of_turn_text(tokenizer, template)
+    spans, cursor = [], 0
+    for i, message in enumerate(messages, start=1):
+        content = message["content"].strip()
+        start = text.find(content, cursor)
+        if start < 0 or (message["role"] == "assistant" and not content):
+            raise DataError(f"message {i}: its text cannot be located in the rendering of chat "
+                            f"template {template.name!r}; choose another chat template")
+        cursor = start + len(content)
+        rest = text[cursor:]
+        if message["role"] == "assistant":
+            if end_text and rest.lstrip().startswith(end_text):
+                cursor += len(rest) - len(rest.lstrip()) + len(end_text)
+            spans.append((start, cursor))
+    return spans
 
 
 def _label_by_offsets(tokenizer: Any, text: str, spans: list[tuple[int, int]]
@@ -250,11 +272,6 @@ def _with_bos(ids: list[int], special: SpecialTokens) -> list[int]:
         return [special.bos_id, *ids]
     return ids
 
-
-def _render(tokenizer: Any, template: ChatTemplate, messages: list[dict],
-            add_generation_prompt: bool = False) -> str:
-    return render(template, messages, bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token,
-                  add_generation_prompt=add_generation_prompt)
 
 
 def _check_messages(messages: Any, *, need_answer: bool) -> None:

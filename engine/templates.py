@@ -205,6 +205,13 @@ def _generation_tag() -> type:
     return GenerationTag
 
 
+def render_for(tokenizer: Any, template: ChatTemplate, messages: list[dict], *,
+               add_generation_prompt: bool = False) -> str:
+    """:func:`render` with the tokenizer's own BOS/EOS text."""
+    return render(template, messages, bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token,
+                  add_generation_prompt=add_generation_prompt)
+
+
 @functools.lru_cache(maxsize=32)
 def _compile(source: str) -> Any:
     """Compile Jinja text in the sandboxed environment transformers uses for chat templates."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelLoadError
-from engine.templates import ChatTemplate, render
+from engine.templates import ChatTemplate, render_for
 
 # End-of-turn / end-of-text markers of common formats: never usable as padding.
 END_TOKEN_TEXTS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>",
@@ -104,8 +104,8 @@ def end_of_turn_text(tokenizer: Any, template: ChatTemplate) -> str:
 
     E.g. ``"<|im_end|>"`` for ChatML, ``"<end_of_turn>"`` for Gemma, the EOS text for Zephyr.
     """
-    before = _render(tokenizer, template, _PROBE[:1], add_generation_prompt=True)
-    through = _render(tokenizer, template, _PROBE)
+    before = render_for(tokenizer, template, _PROBE[:1], add_generation_prompt=True)
+    through = render_for(tokenizer, template, _PROBE)
     answer = through[len(before):] if through.startswith(before) else through
     at = answer.find(_PROBE_ANSWER)
     return answer[at + len(_PROBE_ANSWER):].strip() if at >= 0 else ""
@@ -130,13 +130,8 @@ def _must_add_bos(tokenizer: Any, template: ChatTemplate) -> bool:
     """BOS policy: prepend BOS only if the tokenizer would and the template does not (C14)."""
     if not tokenizer_adds_bos(tokenizer):
         return False
-    return not _render(tokenizer, template, _PROBE[:1]).startswith(tokenizer.bos_token)
+    return not render_for(tokenizer, template, _PROBE[:1]).startswith(tokenizer.bos_token)
 
-
-def _render(tokenizer: Any, template: ChatTemplate, messages: list[dict],
-            add_generation_prompt: bool = False) -> str:
-    return render(template, messages, bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token,
-                  add_generation_prompt=add_generation_prompt)
 
 
 def _folder_eos_ids(model_dir: str | Path | None) -> list[int]:
