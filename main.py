@@ -373,11 +373,17 @@ def do_train(app: App, dataset_ref: int | str, model: str | None, config: Any, *
                             parent_run_id=resume_from and resume_from["id"])
     app.console.info(f"Run {run['id']}: {len(train_rows)} training / {len(val_rows)} validation "
                      f"conversations from '{dataset['name']}' on {base['name']} -> {out}")
-    result = run_job(app, run, lambda: train_lora(
-        config, base["path"], train_rows, val_rows, out, resume=resume_from is not None,
-        report=MetricRecorder(app, run["id"]), cancel=app.cancel))
+    try:
+        result = run_job(app, run, lambda: train_lora(
+            config, base["path"], train_rows, val_rows, out, resume=resume_from is not None,
+            report=MetricRecorder(app, run["id"]), cancel=app.cancel))
+    except Cancelled:
+        if (out / "adapter").is_dir():  # cancel leaves a usable adapter: keep it findable
+            _add_file_artifact(app, run["id"], "adapter", out / "adapter", meta={"partial": True})
+        raise
     _add_file_artifact(app, run["id"], "adapter", Path(result.adapter_dir),
-                       meta={"template": getattr(result.template, "name", None)})
+                       meta={"template": result.template.name,
+                             "template_source": result.template.source})
     return storage.get_run(app.db, run["id"]), result
 
 
@@ -616,7 +622,7 @@ def do_eval(app: App, train_run_id: int, *, gguf: Path | None = None, generate: 
     """
     train = _train_run(app, train_run_id)
     val = _validation_rows(app, train)
-    template = train["config"]["train"].get("chat_template") or _run_template(app, train_run_id)
+    template = _run_template(app, train_run_id)
     config = {"train_run": train_run_id, "validation_rows": len(val), "generated": generate,
               "max_new_tokens": max_new_tokens, "gguf": str(gguf) if gguf else None,
               "template": template}
@@ -628,25 +634,23 @@ def do_eval(app: App, train_run_id: int, *, gguf: Path | None = None, generate: 
 
 
 def _run_template(app: App, train_run_id: int) -> str | None:
+    """The Jinja source of the chat template a train run used (as recorded with its adapter)."""
     adapters = storage.list_artifacts(app.db, train_run_id, kind="adapter")
-    return (adapters[-1].get("meta") or {}).get("template") if adapters else None
+    return (adapters[-1].get("meta") or {}).get("template_source") if adapters else None
 
 
 def _evaluate(app: App, run_id: int, train: dict[str, Any], val: list[dict[str, Any]],
               template: str | None, gguf: Path | None, generate: int,
               max_new_tokens: int) -> dict[str, dict[str, Any]]:
-    from engine.evaluate import evaluate_model
-
     max_length = train["config"]["train"]["max_length"]
     base_path = train["config"]["base_model_path"]
     results = {}
     for label, adapter in (("before", None), ("after", train["adapter_dir"])):
         app.console.info(f"Evaluating {'the base model' if adapter is None else 'the fine-tuned model'} "
                          f"on {len(val)} held-out conversations...")
-        results[label] = evaluate_model(base_path, val, adapter_dir=adapter, template=template,
-                                        max_length=max_length, generate=generate,
-                                        max_new_tokens=max_new_tokens, report=app.report,
-                                        cancel=app.cancel)
+        results[label] = score_model(app, base_path, adapter, val, template=template,
+                                     max_length=max_length, generate=generate,
+                                     max_new_tokens=max_new_tokens)
     if gguf is not None:
         from engine.evaluate import perplexity_gguf
 
@@ -658,6 +662,27 @@ def _evaluate(app: App, run_id: int, train: dict[str, Any], val: list[dict[str, 
                                              for name, value in values.items()
                                              if isinstance(value, (int, float))])
     return results
+
+
+def score_model(app: App, model_dir: str, adapter_dir: str | None, rows: list[dict[str, Any]], *,
+                template: str | None, max_length: int, generate: int,
+                max_new_tokens: int) -> dict[str, Any]:
+    """Perplexity on every row; BLEU and ROUGE-L of greedy replies to the first ``generate``."""
+    from engine.evaluate import load_hf, perplexity_of_loaded
+    from engine.metrics import corpus_bleu, rouge_l
+    from engine.replies import replies_of_loaded, split_reply
+
+    loaded = load_hf(model_dir, adapter_dir=adapter_dir, template=template)
+    ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=app.report,
+                               cancel=app.cancel)
+    sample = rows[:generate]
+    replies = replies_of_loaded(loaded, sample, max_new_tokens=max_new_tokens, report=app.report,
+                                cancel=app.cancel)
+    references = [split_reply(row, i)[1] for i, row in enumerate(sample)]
+    bleu = corpus_bleu(replies, references)
+    return {"perplexity": ppl.perplexity, "perplexity_flagged": ppl.flagged,
+            "bos_policy": ppl.bos_policy, "bleu": bleu.score, "bleu_tokenize": bleu.tokenize,
+            "rouge_l": rouge_l(replies, references).f1, "replies": replies}
 
 
 def cmd_eval(app: App) -> int:
