@@ -80,7 +80,10 @@ class ConfigForm(QWidget):
 
     def _group(self, title: str, names: list[str]) -> QGroupBox:
         box = QGroupBox(title)
-        form = QFormLayout(box)
+        body = QWidget(objectName="groupBody")
+        form = QFormLayout(body)
+        form.setContentsMargins(0, 0, 0, 0)
+        QVBoxLayout(box).addWidget(body)
         for name in names:
             editor = self._editor(self.fields[name])
             error = QLabel()
@@ -95,8 +98,8 @@ class ConfigForm(QWidget):
         return box
 
     def _on_advanced_toggled(self, on: bool) -> None:
-        for child in self.advanced.findChildren(QWidget):
-            child.setVisible(on and (child not in self.errors.values() or bool(child.text())))
+        self.advanced.findChild(QWidget, "groupBody").setVisible(on)
+        self.advanced.setFlat(not on)  # collapsed: just the check box, no empty frame
 
     def _editor(self, field: dataclasses.Field) -> QWidget:
         choices = field.metadata.get("choices")
@@ -167,7 +170,7 @@ class ConfigForm(QWidget):
         self.errors[name].setText(message)
         self.errors[name].show()
         self.editors[name].setStyleSheet("border: 1px solid #dc2626;")
-        if hasattr(self, "advanced") and self.editors[name].parent() is self.advanced:
+        if hasattr(self, "advanced") and self.advanced.isAncestorOf(self.editors[name]):
             self.advanced.setChecked(True)  # an error in a hidden field must be visible
 
     def clear_errors(self) -> None:

@@ -33,9 +33,11 @@ _LIGHT = {
 }
 
 _STYLE = """
-QListWidget#sidebar { border: none; font-size: 10.5pt; padding-top: 8px; }
-QListWidget#sidebar::item { padding: 9px 14px; border-radius: 6px; margin: 1px 8px; }
-QListWidget#sidebar::item:selected { background: %(accent)s; color: white; }
+QListWidget#sidebar { border: none; font-size: 10.5pt; padding-top: 8px; outline: 0;
+    background: palette(base); }
+QListWidget#sidebar::item { padding: 9px 14px; border-radius: 6px; margin: 1px 8px; border: none; }
+QListWidget#sidebar::item:selected { background: %(accent)s; color: white; border: none; }
+QListWidget#sidebar::item:hover:!selected { background: palette(alternate-base); }
 QLabel[role="title"] { font-size: 15pt; font-weight: 600; }
 QLabel[role="hint"] { color: palette(placeholder-text); }
 QLabel[role="error"] { color: #dc2626; }
@@ -69,7 +71,18 @@ def apply_theme(app: QApplication, mode: str = "system") -> bool:
 
 
 def _theme_plots(dark: bool) -> None:
+    """Set pyqtgraph's defaults and recolour charts that already exist."""
     import pyqtgraph as pg
 
-    pg.setConfigOptions(antialias=True, background="#16181c" if dark else "#ffffff",
-                        foreground="#c8ccd2" if dark else "#3a3f47")
+    background, foreground = ("#16181c", "#c8ccd2") if dark else ("#ffffff", "#3a3f47")
+    pg.setConfigOptions(antialias=True, background=background, foreground=foreground)
+    for widget in QApplication.allWidgets():
+        if isinstance(widget, pg.PlotWidget):
+            widget.setBackground(background)
+            legend = widget.plotItem.legend
+            if legend is not None:
+                legend.setLabelTextColor(foreground)
+            for name in ("left", "bottom"):
+                axis = widget.getAxis(name)
+                axis.setPen(foreground)
+                axis.setTextPen(foreground)

@@ -10,7 +10,7 @@ from engine.progress import Progress
 from gui.widgets import LossChart, card, human_duration, label
 
 # Chart redraws at most this often (pyqtgraph redraw of long curves costs milliseconds).
-REDRAW_SECONDS = 0.2
+REDRAW_SECONDS = 0.5
 LOG_LINES = 2000
 
 
@@ -47,6 +47,8 @@ class TrainMonitor(QWidget):
     def reset(self, title: str = "") -> None:
         """Clear everything for a new run."""
         self.chart.clear_series()
+        self.chart.set_step_range(None)
+        self.chart.enableAutoRange(axis="y")
         self.log.clear()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
@@ -64,6 +66,8 @@ class TrainMonitor(QWidget):
         """Update the view from one engine event."""
         if event.message:
             self.append_log(event.message)
+        if event.total and event.total != self.bar.maximum():
+            self.chart.set_step_range(event.total)
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(min(event.step, event.total))
@@ -85,9 +89,12 @@ class TrainMonitor(QWidget):
         for name, points in self._pending.items():
             xs, ys = self.chart.points.get(name, ([], []))
             self.chart.set_series(name, list(zip(xs, ys)) + points)
+        if self._pending:
+            self.chart.fit_y()
         self._pending.clear()
         self._last_draw = time.monotonic()
 
     def _maybe_redraw(self) -> None:
-        if time.monotonic() - self._last_draw >= REDRAW_SECONDS:
+        # A hidden chart is drawn when the run ends (flush) or on the next visible event.
+        if self.chart.isVisible() and time.monotonic() - self._last_draw >= REDRAW_SECONDS:
             self.flush()

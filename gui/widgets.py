@@ -61,8 +61,33 @@ class LossChart(pg.PlotWidget):
         self.setLabel("bottom", "step")
         self.setLabel("left", title)
         self.addLegend(offset=(-10, 10))
+        # Long runs have 10^4+ points: draw only what is in view, at most ~2 points per pixel.
+        self.setClipToView(True)
+        self.setDownsampling(auto=True, mode="peak")
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.points: dict[str, tuple[list[float], list[float]]] = {}
+
+    def set_step_range(self, total: int | None) -> None:
+        """Fix the x axis to ``0..total`` steps (``None``: follow the data).
+
+        A fixed axis is not re-laid-out on every redraw; axis text layout is the costliest part
+        of a pyqtgraph repaint, so a live chart with fixed axes keeps the GUI thread free.
+        """
+        if total:
+            self.setXRange(0, total, padding=0.02)
+        else:
+            self.enableAutoRange(axis="x")
+
+    def fit_y(self) -> None:
+        """Re-range y only when the data left the view or fills less than half of it."""
+        values = [y for _, ys in self.points.values() for y in ys]
+        if not values:
+            return
+        low, high = min(values), max(values)
+        (view_low, view_high) = self.viewRange()[1]
+        span = max(high - low, 1e-6)
+        if low < view_low or high > view_high or span < 0.5 * (view_high - view_low):
+            self.setYRange(low - 0.08 * span, high + 0.08 * span, padding=0)
 
     def set_series(self, name: str, points: Iterable[tuple[float, float]]) -> None:
         """Replace series ``name`` with ``points`` ``[(step, value), ...]``."""

@@ -42,7 +42,7 @@ class ChatPage(QWidget):
         splitter.addWidget(self._build_sidebar())
         splitter.addWidget(self._build_conversation())
         splitter.addWidget(self._build_settings())
-        splitter.setSizes([200, 720, 300])
+        splitter.setSizes([230, 700, 300])
         QHBoxLayout(self).addWidget(splitter)
         ctx.hub.artifacts_changed.connect(self.refresh_models)
         ctx.hub.models_changed.connect(self.refresh_models)
@@ -54,6 +54,8 @@ class ChatPage(QWidget):
     # layout ---------------------------------------------------------------------------------
     def _build_sidebar(self) -> QWidget:
         self.chat_list = QListWidget(objectName="chatList")
+        self.chat_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.chat_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.chat_list.itemClicked.connect(lambda item: self.open_chat(item.data(Qt.ItemDataRole.UserRole)))
         new = QPushButton("New chat", objectName="newChat")
         new.clicked.connect(self.new_chat)

@@ -96,9 +96,11 @@ class DatasetsPage(QWidget):
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(26)
         header = self.table.horizontalHeader()
-        for column, width in enumerate((60, 330, 330, 50, 110, 140)):
-            header.resizeSection(column, width)
-        header.setStretchLastSection(True)
+        for index, width in enumerate((60, 0, 0, 50, 110, 120)):
+            if width:
+                header.resizeSection(index, width)
+            else:  # the two message columns share the spare width
+                header.setSectionResizeMode(index, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _: self.edit_selected())
         self.status = label("", "hint")
         self.status.setObjectName("datasetStatus")

@@ -40,7 +40,8 @@ class RunsPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(
+            3, self.table.horizontalHeader().ResizeMode.Stretch)  # the dataset name
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.chart = LossChart("loss (nats/token)")
         self.summary = label("Select a run; select two to compare them.", "hint", wrap=True)
