@@ -240,6 +240,7 @@ def _register_model(app: App, path: Path, name: str, *, source: str,
 
     info = inspect_model(path, allow_custom_code=allow_custom_code)
     record = _jsonable(info)
+    record["special_tokens"] = record.pop("special", {})
     record.update(name=name, path=str(path), source=source)
     return storage.register_base_model(app.db, record, replace=True)
 
