@@ -205,6 +205,10 @@ class ChatModel:
         kept, trimmed, budget = fit_history(messages, self._count, self.n_ctx, sampling.max_tokens)
         prompt = self.prompt_tokens(kept)
         llama.set_seed(sampling.seed)
+        # Start from an empty cache every reply: reusing a cached prefix changes how the prompt
+        # is split into decode batches, which changes logits in the last bits and can flip
+        # greedy choices, so the same history would not give the same reply.
+        llama.reset()
         tokens = llama.generate(prompt, temp=sampling.temperature, top_k=sampling.top_k,
                                 top_p=sampling.top_p, min_p=sampling.min_p,
                                 repeat_penalty=sampling.repeat_penalty, reset=True)

@@ -103,6 +103,19 @@ def extra_bufts_safe() -> bool:
     return not (cpu_has_amx() or build_has_amx())
 
 
+def quiet_llama_logs() -> None:
+    """Keep llama.cpp's load chatter off stderr (errors still show).
+
+    llama-cpp-python routes llama.cpp logs to the ``llama-cpp-python`` logger, which prints
+    everything until the first ``Llama(verbose=False)``; low-level loads come before that.
+    """
+    import logging
+
+    import llama_cpp  # noqa: F401  (installs the log callback)
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
+
 def gpu_offload_available() -> bool:
     """Whether the installed llama.cpp can offload layers to a GPU (CUDA/Metal/Vulkan build)."""
     import llama_cpp
@@ -142,6 +155,7 @@ def read_gguf_info(gguf_path: str | os.PathLike[str]) -> GgufInfo:
     """
     import llama_cpp.llama_cpp as low
 
+    quiet_llama_logs()
     path = _existing(gguf_path)
     params = low.llama_model_default_params()
     params.vocab_only = True
@@ -164,7 +178,8 @@ def _info_from_model(low: Any, model: Any) -> GgufInfo:
     control = low.LLAMA_TOKEN_ATTR_CONTROL
     return GgufInfo(
         architecture=arch,
-        context_length=int(low.llama_model_n_ctx_train(model)),
+        # llama_model_n_ctx_train() is 0 for a vocab-only load: read the key itself.
+        context_length=_int_or_zero(meta(f"{arch}.context_length")),
         kv_bytes_per_token=_kv_bytes_per_token(meta, arch),
         chat_template=meta("tokenizer.chat_template"),
         bos_id=bos,
@@ -176,6 +191,13 @@ def _info_from_model(low: Any, model: Any) -> GgufInfo:
         bos_text=_token_text(low, vocab, bos),
         eos_text=_token_text(low, vocab, eos),
     )
+
+
+def _int_or_zero(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 def _token_text(low: Any, vocab: Any, token: int) -> str:

@@ -169,3 +169,35 @@ def test_multibyte_text_streams_whole_characters(chat) -> None:
     sampling = SamplingConfig(max_tokens=24, **GREEDY)
     reply = chat.reply([{"role": "user", "content": "用中文说你好。"}], sampling)
     assert "\ufffd" not in reply.text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("amx", [True, False])
+def test_amx_cpu_loads_without_extra_buffer_types(gemma_q4, monkeypatch, amx: bool) -> None:
+    """The product's load path turns llama.cpp's extra buffer types (AMX repacking, which
+    segfaults q8_0/q4_k_m generation on AMX CPUs) off exactly when AMX is present, and the
+    q4_k_m model then generates. ``Llama(use_extra_bufts=...)`` would be silently ignored."""
+    import llama_cpp._internals as internals
+    import llama_cpp.llama_cpp as low
+
+    from engine import llama_runtime
+
+    monkeypatch.delenv("TUNESMITH_LLAMA_EXTRA_BUFTS", raising=False)
+    monkeypatch.setattr(llama_runtime, "cpu_has_amx", lambda cpuinfo=None: amx)
+    monkeypatch.setattr(llama_runtime, "build_has_amx", lambda: False)
+    seen = []
+    original = internals.LlamaModel.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["params"].use_extra_bufts)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(internals.LlamaModel, "__init__", spy)
+    llama = llama_runtime.load_llama(gemma_q4, n_ctx=128)
+    try:
+        out = llama.generate(llama.tokenize(b"The sea is", add_bos=True), temp=0.0)
+        assert [next(out) for _ in range(4)]
+    finally:
+        llama.close()
+    assert seen == [not amx]
+    assert low.llama_model_default_params().use_extra_bufts  # the patch was undone
