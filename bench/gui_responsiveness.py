@@ -66,7 +66,7 @@ def main() -> int:
     if not args.real:
         engine = dataclasses.replace(engine, train_lora=busy_train)
     long_reply = " ".join(f"word{i}" for i in range(400))
-    engine = dataclasses.replace(engine, open_chat=lambda path: FakeChatModel(path, long_reply))
+    engine = dataclasses.replace(engine, open_chat=lambda path, **kw: FakeChatModel(path, long_reply))
     window = create_window(data_dir, engine=engine)
     store = window.ctx.store
     store.create_dataset("bench", [{"messages": [{"role": "user", "content": f"question {i}"},

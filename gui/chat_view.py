@@ -28,11 +28,16 @@ class ChatModels:
         self._open = open_chat
         self._models: dict[str, Any] = {}
 
-    def get(self, path: Path) -> Any:
-        """The loaded model for ``path`` (loading it on first use)."""
-        key = str(path)
+    def get(self, path: Path, chat_template: str | None = None) -> Any:
+        """The loaded model for ``path`` (loading it on first use).
+
+        Args:
+            path: the GGUF file.
+            chat_template: a template name or Jinja text; ``None`` uses the GGUF's own.
+        """
+        key = f"{path}\0{chat_template}"
         if key not in self._models:
-            self._models[key] = self._open(key)
+            self._models[key] = self._open(str(path), chat_template=chat_template)
         return self._models[key]
 
     def close_all(self) -> None:
@@ -42,13 +47,13 @@ class ChatModels:
         self._models.clear()
 
 
-def stream_reply(models: ChatModels, path: Path, messages: list[dict[str, str]], sampling: Any,
-                 report: Any, cancel: Any) -> str:
+def stream_reply(models: ChatModels, path: Path, template: str | None,
+                 messages: list[dict[str, str]], sampling: Any, report: Any, cancel: Any) -> str:
     """Job body: stream one reply; each text piece is reported as a ``token`` progress event."""
     from engine.progress import Progress
 
     pieces: list[str] = []
-    for text in stream_text(models.get(path), messages, sampling, cancel):
+    for text in stream_text(models.get(path, template), messages, sampling, cancel):
         pieces.append(text)
         report(Progress("token", len(pieces), message=text))
     return "".join(pieces)

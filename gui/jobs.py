@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from engine.errors import Cancelled, EngineError
 from engine.progress import CancelToken, Progress
@@ -128,6 +128,7 @@ class JobRunner(QObject):
         self.pools["chat"].setExpiryTimeout(-1)
         self.heavy: Job | None = None
         self.jobs: set[Job] = set()
+        self._pending: list[Job] = []
 
     @property
     def busy(self) -> bool:
@@ -149,8 +150,16 @@ class JobRunner(QObject):
         self.jobs.add(job)
         job.progress.connect(lambda event, j=job: self.job_progress.emit(j, event))
         job.done.connect(lambda j=job: self._on_done(j))
-        self.pools[job.lane].start(_Runnable(job))
+        # Start on the next event-loop turn, so the caller can connect succeeded/failed first;
+        # a job that finished before its slots were connected would lose its result.
+        self._pending.append(job)
+        QTimer.singleShot(0, self._start_pending)
         return job
+
+    def _start_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for job in pending:
+            self.pools[job.lane].start(_Runnable(job))
 
     def submit(self, name: str, fn: JobFn, *, lane: str = "heavy") -> Job:
         """Create and start a job; see :meth:`start`."""
@@ -163,6 +172,7 @@ class JobRunner(QObject):
 
     def wait(self, msecs: int = 30_000) -> bool:
         """Block until every lane is idle (for shutdown and tests); True when they are."""
+        self._start_pending()
         return all(pool.waitForDone(msecs) for pool in self.pools.values())
 
     def active_threads(self) -> int:

@@ -41,6 +41,7 @@ class Engine:
     device_summary: Callable[[], str]
     inspect_model: Callable[..., Any]
     builtin_base_model: Callable[..., Any]
+    import_gguf_model: Callable[..., Any]
     merge_adapter: Callable[..., Any]
     export_gguf: Callable[..., Any]
     open_chat: Callable[..., Any]
@@ -99,6 +100,7 @@ def real_engine() -> Engine:
         device_summary=_device_summary,
         inspect_model=_lazy("engine.models", "inspect_model"),
         builtin_base_model=_lazy("engine.models", "builtin_base_model"),
+        import_gguf_model=_lazy("engine.models", "import_gguf_model"),
         merge_adapter=_lazy("engine.merge", "merge_adapter"),
         export_gguf=_lazy("engine.export", "export_gguf"),
         open_chat=_lazy("engine.chat", "ChatModel"),

@@ -11,13 +11,14 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QInputDialog, QListWidget, QListWidgetItem, QPlainTextEdit,
                                QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
-from engine.progress import Progress
 from gui.chat_view import ChatModels, Transcript, stream_reply
 from gui.context import AppContext
 from gui.errors import show_error
 from gui.jobs import Job
 from gui.widgets import label
 
+# Names of engine.templates.TEMPLATES (listed here so opening the page imports no engine code).
+TEMPLATE_NAMES = ("gemma", "chatml", "llama3", "zephyr", "llama2")
 PERSONAS = {"Helpful assistant": "You are a helpful assistant.",
             "Concise expert": "Answer briefly and precisely. Use bullet points when useful.",
             "Friendly support agent": "You are a friendly customer-support agent. Be warm and "
@@ -102,6 +103,12 @@ class ChatPage(QWidget):
         self.compare_box = QComboBox(objectName="compareModel")
         self.compare_box.currentIndexChanged.connect(
             lambda _: self.compare_transcript.setVisible(self.compare_box.currentData() is not None))
+        self.template_box = QComboBox(objectName="chatTemplate")
+        self.template_box.addItem("from the GGUF", None)
+        for name in TEMPLATE_NAMES:
+            self.template_box.addItem(name, name)
+        self.template_box.setToolTip("The conversation format. Use the GGUF's own unless it has "
+                                     "none; then pick the one the model was trained with.")
         browse = QPushButton("Open GGUF…")
         browse.clicked.connect(self._on_browse)
         self.persona_box = QComboBox(objectName="persona")
@@ -118,6 +125,7 @@ class ChatPage(QWidget):
         form = QFormLayout()
         form.addRow("Model", self.model_box)
         form.addRow("", browse)
+        form.addRow("Chat template", self.template_box)
         form.addRow("Compare with", self.compare_box)
         form.addRow("Persona", self.persona_box)
         form.addRow("", save_persona)
@@ -247,10 +255,9 @@ class ChatPage(QWidget):
                       save: bool = False) -> None:
         history = ([{"role": "system", "content": self.system.toPlainText()}]
                    if self.system.toPlainText().strip() else []) + messages
-        sampling = self._sampling()
-        models = self.models
+        sampling, models, template = self._sampling(), self.models, self.template_box.currentData()
         job = self.ctx.runner.submit("Chat", lambda report, cancel: stream_reply(
-            models, Path(path), history, sampling, report, cancel), lane="chat")
+            models, Path(path), template, history, sampling, report, cancel), lane="chat")
         view.append_text("")
         job.progress.connect(lambda event: view.append_text(event.message))
         job.succeeded.connect(lambda reply: self._on_reply(view, reply, save))

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QListWidget,
-                               QListWidgetItem, QPlainTextEdit, QPushButton, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QListWidget,
+                               QListWidgetItem, QPlainTextEdit, QPushButton,
                                QVBoxLayout, QWidget)
 
 from gui.context import AppContext
 from gui.errors import show_error
+from gui.jobs import Job
 from gui.services import describe
 from gui.widgets import column, fill_with_splitter, human_count, label
 
@@ -21,14 +22,30 @@ DETAILS = (("path", "Path"), ("source", "Kind"), ("architecture", "Architecture"
            ("dtype", "Weights dtype"))
 
 
-def model_record(info: Any, path: Path, source: str) -> dict[str, Any]:
-    """A ``register_base_model`` dict from an engine model description."""
+BUILTIN_NAME = "gemma-3-270m"  # the same record name the CLI uses
+
+
+def model_record(info: Any, source: str, name: str | None = None) -> dict[str, Any]:
+    """A ``register_base_model`` dict from an ``engine.models.ModelInfo``."""
     data = describe(info)
-    data.setdefault("name", path.stem if path.is_file() else path.name)
-    data.setdefault("path", str(path))
-    data.setdefault("source", source)
+    data["special_tokens"] = data.pop("special", data.get("special_tokens") or {})
     data["path"] = str(data["path"])
+    data["source"] = source
+    if name:
+        data["name"] = name
     return data
+
+
+def prepare_model(engine: Any, path: Path, source: str, models_dir: Path, report: Any,
+                  cancel: Any) -> dict[str, Any]:
+    """Job body: make ``path`` a usable HF folder (import a GGUF, unpack the built-in) and
+    describe it."""
+    name = None
+    if source == "builtin":
+        path, name = engine.builtin_base_model(models_dir, report=report, cancel=cancel), BUILTIN_NAME
+    elif source == "gguf":
+        path = engine.import_gguf_model(path, models_dir / path.stem, report=report, cancel=cancel)
+    return model_record(engine.inspect_model(path), source, name)
 
 
 class ModelsPage(QWidget):
@@ -97,11 +114,9 @@ class ModelsPage(QWidget):
         self.template.setPlainText(model.get("chat_template") or "(no chat template)")
 
     def _add_builtin(self) -> None:
-        builtin = self.ctx.engine.builtin_base_model
-        folder = self.ctx.store.folder("models")
-        job = self.ctx.runner.submit("Prepare built-in model",
-                                     lambda report, cancel: builtin(folder), lane="light")
-        job.succeeded.connect(lambda info: self._register(model_record(info, folder, "builtin")))
+        self.ctx.hub.status_message.emit("Preparing the built-in Gemma 3 270M (first use only)…")
+        job = self.add_model(Path(BUILTIN_NAME), "builtin")
+        job.failed.disconnect()
         job.failed.connect(lambda exc: self.ctx.hub.status_message.emit(
             f"Built-in model unavailable: {exc}"))
 
@@ -115,13 +130,14 @@ class ModelsPage(QWidget):
         if path:
             self.add_model(Path(path), "gguf")
 
-    def add_model(self, path: Path, source: str) -> None:
-        """Inspect ``path`` in the background and register it."""
-        inspect = self.ctx.engine.inspect_model
-        job = self.ctx.runner.submit(f"Inspect {path.name}",
-                                     lambda report, cancel: inspect(path), lane="light")
-        job.succeeded.connect(lambda info: self._register(model_record(info, path, source)))
+    def add_model(self, path: Path, source: str) -> Job:
+        """Import/inspect ``path`` in the background, then register it."""
+        engine, models_dir = self.ctx.engine, self.ctx.store.folder("models")
+        job = self.ctx.runner.submit(f"Add model {path.name}", lambda report, cancel: prepare_model(
+            engine, path, source, models_dir, report, cancel), lane="light")
+        job.succeeded.connect(self._register)
         job.failed.connect(lambda exc: show_error(self, exc, f"add the model {path.name}"))
+        return job
 
     def _register(self, record: dict[str, Any]) -> None:
         try:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QPushButton,
-                               QScrollArea, QSplitter, QVBoxLayout, QWidget)
+                               QScrollArea, QVBoxLayout, QWidget)
 
 from engine.configs import to_dict
 from engine.progress import Progress
@@ -56,6 +55,7 @@ class TrainPage(QWidget):
             signal.connect(lambda *_: self._estimate_timer.start())
         ctx.hub.datasets_changed.connect(self.refresh_choices)
         ctx.hub.models_changed.connect(self.refresh_choices)
+        self.form.set_values({"device": ctx.setting("device", "auto")})  # Settings' default
         self.refresh_choices()
         self._set_state("idle")
 
@@ -116,8 +116,7 @@ class TrainPage(QWidget):
     # choices --------------------------------------------------------------------------------
     def refresh_choices(self) -> None:
         """Reload the model and dataset pickers (keeping the current choice)."""
-        _fill(self.model_box, [(m["name"], m) for m in self.ctx.store.base_models()
-                               if m.get("source") != "gguf"])
+        _fill(self.model_box, [(m["name"], m) for m in self.ctx.store.base_models()])
         _fill(self.dataset_box, [(f"{d['name']} ({d['example_count']:,})", d)
                                  for d in self.ctx.store.datasets()])
         self._estimate_timer.start()

@@ -50,7 +50,8 @@ class FakeChatModel:
 
     instances: list["FakeChatModel"] = []
 
-    def __init__(self, path: str, reply: str = "Hello there, I am a fake model.") -> None:
+    def __init__(self, path: str, reply: str = "Hello there, I am a fake model.", *,
+                 chat_template: str | None = None) -> None:
         self.path, self.reply, self.asked, self.closed = path, reply, [], False
         FakeChatModel.instances.append(self)
 
@@ -83,12 +84,13 @@ def fake_engine(model_root: Path) -> Engine:
         train_lora=fake_train_lora,
         estimate_training=lambda *a, **k: "cpu · fp32 · 10 steps · memory ≈ 0.01 GiB",
         device_summary=lambda: "CPU · 2 threads",
-        builtin_base_model=lambda _folder: {"name": "Tiny test model", "path": str(folder),
-                                            "architecture": "LlamaForCausalLM",
-                                            "parameter_count": 123_456, "context_length": 256,
-                                            "chat_template": "{{ messages }}",
-                                            "special_tokens": {"eos": "</s>"}},
-        inspect_model=lambda path: {"name": Path(path).name, "architecture": "LlamaForCausalLM"},
+        builtin_base_model=lambda _models_dir, **kw: folder,
+        import_gguf_model=lambda src, out, **kw: folder,
+        inspect_model=lambda path, **kw: {"name": Path(path).name, "path": Path(path),
+                                          "architecture": "LlamaForCausalLM",
+                                          "parameter_count": 123_456, "context_length": 256,
+                                          "chat_template": "{{ messages }}",
+                                          "special": {"eos": 2}, "dtype": "float32"},
         open_chat=FakeChatModel,
         sampling_config=lambda **kw: dict(kw),
     )
