@@ -4,7 +4,8 @@ Both run one after the other in this process on the same model, the same encoded
 (assistant-only labels from ``engine.encode``), the same LoRA settings, batch size, sequence
 length, optimizer and step count, in fp32 on CPU unless ``--precision`` says otherwise. The
 Trainer script is what a typical tutorial writes: default random sampler, full-vocabulary
-logits, HF's loss. Not a test: prints numbers.
+logits, HF's loss. Not a test: prints numbers. By default
+both train exactly one epoch, so they see the same rows and the same supervised tokens.
 
     .venv/bin/python bench/train_throughput.py                    # built-in Gemma if imported, else tiny
     .venv/bin/python bench/train_throughput.py --model DIR --steps 20
@@ -130,7 +131,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="use the tiny test model")
     parser.add_argument("--import-builtin", action="store_true", help="import the built-in Gemma first")
     parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps (default: one epoch, so both see the same rows)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rank", type=int, default=16)
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--precision-sweep", action="store_true", help="our loop in fp32 and bf16 only")
     args = parser.parse_args()
+    args.steps = args.steps or -(-args.rows // args.batch_size)
     from engine.devices import set_cpu_threads
 
     threads = set_cpu_threads()
