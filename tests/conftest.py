@@ -27,3 +27,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
     monkeypatch.setenv("TUNESMITH_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def gemma_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in Gemma 3 270M imported once per session as a bf16 HF folder (read-only)."""
+    from engine.gguf_import import builtin_base_model
+
+    return builtin_base_model(tmp_path_factory.mktemp("models"))
