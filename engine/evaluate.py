@@ -279,7 +279,7 @@ def _encode(tokenizer: Any, rows: list[dict], template: ChatTemplate, special: S
 
 def _result(total: float, count: int, policy: str,
             skipped: tuple[tuple[int, str], ...]) -> PerplexityResult:
-    mean = total / count
+    mean = float(total) / count
     perplexity = math.exp(mean) if mean < 700 else math.inf
     return PerplexityResult(perplexity, mean, count, perplexity > ABSURD_PERPLEXITY, policy, skipped)
 

@@ -35,6 +35,7 @@ DEFAULT_MAX_CTX = 8192  # tokens; enough for chat history, a user setting can ra
 KV_BUDGET_BYTES = 2 << 30  # the f16 KV cache may take at most this much by default
 _AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16")
 _LOAD_LOCK = threading.Lock()
+_LOG_CALLBACK: Any = None  # the ctypes log callback; kept alive for the process lifetime
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,29 @@ def extra_bufts_safe() -> bool:
 
 
 def quiet_llama_logs() -> None:
-    """Keep llama.cpp's load chatter off stderr (errors still show).
+    """Route llama.cpp's log lines to the ``tunesmith.llama_cpp`` logger at DEBUG level.
 
-    llama-cpp-python routes llama.cpp logs to the ``llama-cpp-python`` logger, which prints
-    everything until the first ``Llama(verbose=False)``; low-level loads come before that.
+    llama-cpp-python prints llama.cpp's logs to stderr, and llama.cpp reports benign things at
+    error level (e.g. Gemma's "control-looking token 212 '</s>' was not control-type"), so
+    every load would print. Real failures surface as exceptions from the load and decode calls,
+    so all log lines go to DEBUG. Installed once; the callback must stay referenced.
     """
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
     import logging
 
-    import llama_cpp  # noqa: F401  (installs the log callback)
+    import llama_cpp
 
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    log = logging.getLogger("tunesmith.llama_cpp")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _LOG_CALLBACK = callback
 
 
 def gpu_offload_available() -> bool:
@@ -281,6 +295,7 @@ def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
     """
     import llama_cpp
 
+    quiet_llama_logs()
     path = _existing(gguf_path)
     ctx = choose_n_ctx(read_gguf_info(path), n_ctx)
     layers = n_gpu_layers if n_gpu_layers is not None else (-1 if gpu_offload_available() else 0)

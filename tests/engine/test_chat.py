@@ -201,3 +201,14 @@ def test_amx_cpu_loads_without_extra_buffer_types(gemma_q4, monkeypatch, amx: bo
         llama.close()
     assert seen == [not amx]
     assert low.llama_model_default_params().use_extra_bufts  # the patch was undone
+
+
+@pytest.mark.integration
+def test_generate_replies_gguf_uses_the_chat_path(gemma_q4, chat) -> None:
+    from engine.chat import SamplingConfig
+    from engine.replies import generate_replies_gguf
+
+    rows = [{"messages": HELLO + [{"role": "assistant", "content": "The sea is wide."}]}]
+    replies = generate_replies_gguf(gemma_q4, rows, template="gemma", max_new_tokens=12, n_ctx=256)
+    greedy = SamplingConfig(temperature=0.0, repeat_penalty=1.0, max_tokens=12)
+    assert replies == [chat.reply(HELLO, greedy).text]
