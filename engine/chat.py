@@ -112,6 +112,8 @@ class ChatModel:
             ``None`` uses the GGUF's ``tokenizer.chat_template``.
         n_ctx: context size in tokens; ``None`` uses the model's trained context within a
             memory budget (see :func:`engine.llama_runtime.choose_n_ctx`).
+        n_threads: CPU threads for generation; ``None`` = llama-cpp-python's default (half
+            the logical CPUs).
 
     Raises:
         ModelLoadError: the file cannot be loaded, or neither the caller nor the GGUF gives a
@@ -120,12 +122,12 @@ class ChatModel:
     """
 
     def __init__(self, gguf_path: str | os.PathLike[str], *, chat_template: str | None = None,
-                 n_ctx: int | None = None) -> None:
+                 n_ctx: int | None = None, n_threads: int | None = None) -> None:
         self.info: GgufInfo = read_gguf_info(gguf_path)
         self.template = _chat_template(gguf_path, chat_template, self.info.chat_template)
         self._stops = frozenset(self.info.eog_ids) | frozenset(self.info.control_ids)
         self._busy = threading.Lock()
-        self._llama: Any = load_llama(gguf_path, n_ctx=n_ctx)
+        self._llama: Any = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads)
 
     @property
     def n_ctx(self) -> int:
