@@ -108,21 +108,21 @@ def perplexity_of_loaded(loaded: HfEval, rows: list[dict], *, max_length: int = 
     """:func:`perplexity_hf` for a model already loaded with :func:`load_hf`."""
     import torch
 
+    from engine.train_model import masked_loss_sum, supports_logits_mask
+
     examples, skipped = _encode(loaded.tokenizer, rows, loaded.template, loaded.special, max_length)
     total, count = 0.0, 0
     batches = range(0, len(examples), batch_size)
+    # The same loss function as training's eval loss, so perplexity == exp(eval loss); it sends
+    # only the scored positions through the (262k-wide, for Gemma) output head.
+    logits_mask = supports_logits_mask(loaded.model)
     for step, start in enumerate(batches):
         if cancel is not None:
             cancel.check()
         batch = collate(examples[start:start + batch_size], loaded.special.pad_id)
         with torch.no_grad():
-            logits = loaded.model(input_ids=batch["input_ids"],
-                                  attention_mask=batch["attention_mask"]).logits.float()
-        # Position t predicts token t + 1; -100 labels (prompt, padding) are ignored.
-        total += torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum").item()
-        count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            loss_sum, n = masked_loss_sum(loaded.model, batch, logits_mask=logits_mask)
+        total, count = total + float(loss_sum), count + n
         report(Progress("perplexity", step + 1, len(batches), {"mean_nll": total / max(count, 1)}))
     return _result(total, count, bos_policy(examples, loaded.special), skipped)
 
