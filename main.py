@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,12 @@ import storage
 from engine import configs_cli
 from engine.errors import Cancelled, ConfigError, DataError, EngineError
 from engine.progress import CancelToken, Progress, Reporter
+
+# Offline always: no library may reach a model hub at run time; progress is ours to show.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_CANCELLED = 0, 1, 2, 3, 130
 BUILTIN_MODEL = "gemma-3-270m"
@@ -227,7 +234,7 @@ def ensure_base_model(app: App, name: str | None) -> dict[str, Any]:
             return record
     if name != BUILTIN_MODEL:
         raise storage.NotFound(f"no base model named {name!r}; add it with `main.py models add PATH`")
-    from engine.models import builtin_base_model
+    from engine.gguf_import import builtin_base_model
 
     app.console.info("Preparing the built-in base model Gemma 3 270M (first use only)...")
     path = builtin_base_model(app.path("models"), report=app.report, cancel=app.cancel)
@@ -246,7 +253,7 @@ def _register_model(app: App, path: Path, name: str, *, source: str,
 
 
 def cmd_models_add(app: App) -> int:
-    from engine.models import import_gguf_model
+    from engine.gguf_import import import_gguf_model
 
     src = Path(app.args.path).expanduser()
     name = app.args.name or src.stem
@@ -715,7 +722,7 @@ def demo_dataset(app: App) -> dict[str, Any]:
 
     with contextlib.suppress(storage.NotFound):
         return storage.get_dataset(app.db, DEMO_DATASET)
-    result = load_chatterbot_corpus("english", report=app.report, cancel=app.cancel)
+    result = load_chatterbot_corpus("english")
     unique, removed = remove_duplicates(result.examples)
     app.console.info(f"ChatterBot English: {len(result.examples)} conversations, {removed} exact "
                      f"duplicates removed, {len(unique)} kept")
