@@ -194,6 +194,8 @@ def _reloaded_diff(folder: Path, tokenizer: Any, template: str, reference: Any, 
     import torch
     from transformers import AutoModelForCausalLM
 
+    # Load in the stored dtype like the reference (logits_for upcasts): buffers such as Gemma's
+    # embed_scale are computed at init in the load dtype and must match.
     reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
     return max_abs_diff(reference, logits_for(reloaded, tokenizer, template))
 

@@ -20,7 +20,27 @@ _PROBE_CHAT = [{"role": "user", "content": "What is your name?"},
 
 
 def logits_for(model: Any, tokenizer: Any, template: str | None) -> list[Any]:
-    """Float32 logits ``[seq, vocab]`` for each probe text and one templated conversation."""
+    """Float32 logits ``[seq, vocab]`` for each probe text and one templated conversation.
+
+    A 16-bit model runs the probe in float32 (bf16 -> fp32 -> bf16 is exact, so the model is
+    unchanged afterwards): bf16 activations alone move Gemma's logits by whole units, which
+    would hide what K9 measures, the rounding of the merged weights.
+    """
+    import torch
+
+    dtype = model.dtype
+    quantized = getattr(model, "hf_quantizer", None) is not None
+    upcast = dtype in (torch.bfloat16, torch.float16) and not quantized
+    if upcast:
+        model.to(torch.float32)
+    try:
+        return _probe(model, tokenizer, template)
+    finally:
+        if upcast:
+            model.to(dtype)
+
+
+def _probe(model: Any, tokenizer: Any, template: str | None) -> list[Any]:
     import torch
 
     texts = list(PROBE_TEXTS)

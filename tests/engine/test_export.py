@@ -167,3 +167,14 @@ def test_gemma_q4_k_m_reports_640_wide_fallbacks(gemma_hf_dir: Path, tmp_path: P
     assert {line.split(":")[0] for line in result.fallbacks} == expected
     assert all("row length 640" in line for line in result.fallbacks)
     assert result.bytes == (tmp_path / "g.gguf").stat().st_size
+
+
+def test_cancel_stops_the_converter_and_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from engine.errors import Cancelled
+    from engine.progress import CancelToken
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        export_gguf(tiny_model_dir, tmp_path / "out.gguf", "f16", cancel=token)
+    assert list(tmp_path.iterdir()) == []

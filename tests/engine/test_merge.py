@@ -78,8 +78,11 @@ def test_merge_matches_unmerged_adapter_and_keeps_inputs(tiny_model_dir: Path, t
     adapter = _make_adapter(tiny_model_dir, tmp_path / "adapter")
     before = (_hashes(tiny_model_dir), _hashes(adapter))
     special = _special(tiny_model_dir)
+    events = []
     result = merge_adapter(tiny_model_dir, adapter, tmp_path / "merged", chat_template=CHATML,
-                           special=special)
+                           special=special, report=events.append)
+    # one event per LoRA module: 2 layers x (q_proj, v_proj, down_proj)
+    assert [e.step for e in events if e.stage == "merge"] == [1, 2, 3, 4, 5, 6]
     assert (_hashes(tiny_model_dir), _hashes(adapter)) == before
     expected = _peft_logits(tiny_model_dir, adapter, "float32")
     got = _merged_logits(result.path)
