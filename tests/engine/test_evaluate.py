@@ -8,6 +8,7 @@ real Gemma 3 270M (HF folder from engine.models, GGUFs from engine.export or the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -114,15 +115,11 @@ PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory: pytest.TempPathFactory):
+def gemma(gemma_hf_dir: Path):
     """(HF folder, Q4_K_M GGUF): the folder is the GGUF dequantized by engine.gguf_import, so
     both runtimes hold the same weights."""
     pytest.importorskip("llama_cpp")
-    from engine.gguf_import import builtin_base_model
-
-    models = tmp_path_factory.mktemp("models")
-    hf_dir = builtin_base_model(models)
-    return hf_dir, next((models / "cache").glob("*.gguf"))
+    return gemma_hf_dir, next((gemma_hf_dir.parent / "cache").glob("*.gguf"))
 
 
 @pytest.mark.integration
