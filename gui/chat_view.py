@@ -7,6 +7,7 @@ model must be used from the thread that loaded it; the GUI thread only submits j
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +20,9 @@ ROLE_STYLE = {"user": ("You", "#3b82f6"), "assistant": ("Assistant", "#10b981"),
               "system": ("System", "#8a8f98")}
 # Streaming re-renders the transcript at most every RENDER_MS milliseconds.
 RENDER_MS = 50
+# Text pieces are sent to the GUI thread in batches at most this often: one queued signal per
+# token would cost the GUI thread a GIL hand-over per token (hundreds per second on a GPU).
+BATCH_SECONDS = 0.04
 
 
 class ChatModels:
@@ -49,13 +53,22 @@ class ChatModels:
 
 def stream_reply(models: ChatModels, path: Path, template: str | None,
                  messages: list[dict[str, str]], sampling: Any, report: Any, cancel: Any) -> str:
-    """Job body: stream one reply; each text piece is reported as a ``token`` progress event."""
+    """Job body: stream one reply; new text is reported as ``token`` progress events.
+
+    Each event's ``message`` holds the text since the previous event (pieces are batched, at
+    most one event per :data:`BATCH_SECONDS`) and ``step`` the pieces received so far.
+    """
     from engine.progress import Progress
 
     pieces: list[str] = []
+    sent, last = 0, time.monotonic()
     for text in stream_text(models.get(path, template), messages, sampling, cancel):
         pieces.append(text)
-        report(Progress("token", len(pieces), message=text))
+        if time.monotonic() - last >= BATCH_SECONDS:
+            report(Progress("token", len(pieces), message="".join(pieces[sent:])))
+            sent, last = len(pieces), time.monotonic()
+    if sent < len(pieces):
+        report(Progress("token", len(pieces), message="".join(pieces[sent:])))
     return "".join(pieces)
 
 

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QInputDialog, QListWidget, QListWidgetItem, QPlainTextEdit,
-                               QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem,
+                               QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
+from gui.chat_settings import ChatSettingsPanel
 from gui.chat_view import ChatModels, Transcript, stream_reply
 from gui.context import AppContext
 from gui.errors import show_error
 from gui.jobs import Job
 from gui.widgets import label
-
-# Names of engine.templates.TEMPLATES (listed here so opening the page imports no engine code).
-TEMPLATE_NAMES = ("gemma", "chatml", "llama3", "zephyr", "llama2")
-PERSONAS = {"Helpful assistant": "You are a helpful assistant.",
-            "Concise expert": "Answer briefly and precisely. Use bullet points when useful.",
-            "Friendly support agent": "You are a friendly customer-support agent. Be warm and "
-                                      "solve the customer's problem step by step."}
 
 
 class ChatPage(QWidget):
@@ -39,16 +30,25 @@ class ChatPage(QWidget):
         self.compare_transcript = Transcript()
         self.compare_transcript.setObjectName("compareTranscript")
         self.compare_transcript.hide()
+        self.panel = ChatSettingsPanel(ctx)
+        # Short names for the panel's editors (tests and the bench drive them through the page).
+        panel = self.panel
+        self.model_box, self.compare_box, self.template_box = (panel.model_box, panel.compare_box,
+                                                               panel.template_box)
+        self.system, self.temperature, self.top_p, self.max_tokens = (
+            panel.system, panel.temperature, panel.top_p, panel.max_tokens)
+        self.compare_box.currentIndexChanged.connect(
+            lambda _: self.compare_transcript.setVisible(self.compare_box.currentData() is not None))
         splitter = QSplitter()
         splitter.addWidget(self._build_sidebar())
         splitter.addWidget(self._build_conversation())
-        splitter.addWidget(self._build_settings())
+        splitter.addWidget(panel)
         splitter.setSizes([230, 700, 300])
         QHBoxLayout(self).addWidget(splitter)
-        ctx.hub.artifacts_changed.connect(self.refresh_models)
-        ctx.hub.models_changed.connect(self.refresh_models)
+        ctx.hub.artifacts_changed.connect(panel.refresh_models)
+        ctx.hub.models_changed.connect(panel.refresh_models)
         ctx.hub.chats_changed.connect(self.refresh_chats)
-        self.refresh_models()
+        panel.refresh_models()
         self.refresh_chats()
         self._set_busy(False)
 
@@ -98,88 +98,10 @@ class ChatPage(QWidget):
         layout.addLayout(buttons)
         return widget
 
-    def _build_settings(self) -> QWidget:
-        self.model_box = QComboBox(objectName="chatModel")
-        self.compare_box = QComboBox(objectName="compareModel")
-        self.compare_box.currentIndexChanged.connect(
-            lambda _: self.compare_transcript.setVisible(self.compare_box.currentData() is not None))
-        self.template_box = QComboBox(objectName="chatTemplate")
-        self.template_box.addItem("from the GGUF", None)
-        for name in TEMPLATE_NAMES:
-            self.template_box.addItem(name, name)
-        self.template_box.setToolTip("The conversation format. Use the GGUF's own unless it has "
-                                     "none; then pick the one the model was trained with.")
-        browse = QPushButton("Open GGUF…")
-        browse.clicked.connect(self._on_browse)
-        self.persona_box = QComboBox(objectName="persona")
-        self.persona_box.addItems(list(self.personas()))
-        self.persona_box.currentTextChanged.connect(
-            lambda name: self.system.setPlainText(self.personas().get(name, "")))
-        save_persona = QPushButton("Save as persona…")
-        save_persona.clicked.connect(self._on_save_persona)
-        self.system = QPlainTextEdit(objectName="systemPrompt")
-        self.system.setPlainText(next(iter(PERSONAS.values())))
-        self.temperature = QDoubleSpinBox(decimals=2, maximum=2.0, singleStep=0.05, value=0.7)
-        self.top_p = QDoubleSpinBox(decimals=2, maximum=1.0, singleStep=0.05, value=0.95)
-        self.max_tokens = QSpinBox(minimum=1, maximum=8192, value=512)
-        form = QFormLayout()
-        form.addRow("Model", self.model_box)
-        form.addRow("", browse)
-        form.addRow("Chat template", self.template_box)
-        form.addRow("Compare with", self.compare_box)
-        form.addRow("Persona", self.persona_box)
-        form.addRow("", save_persona)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Top-p", self.top_p)
-        form.addRow("Max tokens", self.max_tokens)
-        widget = QWidget()
-        layout = QVBoxLayout(widget)
-        layout.addLayout(form)
-        layout.addWidget(label("System prompt", "hint"))
-        layout.addWidget(self.system, 1)
-        return widget
-
-    # models, personas, chats ----------------------------------------------------------------
-    def refresh_models(self) -> None:
-        """List exported GGUF files and GGUF base models."""
-        found = [(f"{Path(a['path']).name} (run {a['run_id']})", a["path"])
-                 for a in self.ctx.store.artifacts(kind="gguf")]
-        found += [(m["name"], m["path"]) for m in self.ctx.store.base_models()
-                  if str(m["path"]).endswith(".gguf")]
-        for box, none_text in ((self.model_box, None), (self.compare_box, "(no comparison)")):
-            current = box.currentData()
-            box.clear()
-            if none_text:
-                box.addItem(none_text, None)
-            for text, path in found:
-                box.addItem(text, path)
-            if current is not None and box.findData(current) >= 0:
-                box.setCurrentIndex(box.findData(current))
-
+    # models, chats --------------------------------------------------------------------------
     def add_model_path(self, path: str) -> None:
         """Offer ``path`` in the model picker and select it."""
-        if self.model_box.findData(path) < 0:
-            self.model_box.addItem(Path(path).name, path)
-            self.compare_box.addItem(Path(path).name, path)
-        self.model_box.setCurrentIndex(self.model_box.findData(path))
-
-    def _on_browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "GGUF model", "", "GGUF (*.gguf)")
-        if path:
-            self.add_model_path(path)
-
-    def personas(self) -> dict[str, str]:
-        """Built-in personas plus the user's saved ones (QSettings)."""
-        saved = json.loads(self.ctx.setting("personas", "{}") or "{}")
-        return {**PERSONAS, **saved}
-
-    def _on_save_persona(self) -> None:
-        name, ok = QInputDialog.getText(self, "Save persona", "Persona name")
-        if ok and name.strip():
-            saved = json.loads(self.ctx.setting("personas", "{}") or "{}")
-            saved[name.strip()] = self.system.toPlainText()
-            self.ctx.settings.setValue("personas", json.dumps(saved))
-            self.persona_box.addItem(name.strip())
+        self.panel.add_model_path(path)
 
     def refresh_chats(self) -> None:
         """Reload the saved conversation list."""
@@ -255,7 +177,7 @@ class ChatPage(QWidget):
                       save: bool = False) -> None:
         history = ([{"role": "system", "content": self.system.toPlainText()}]
                    if self.system.toPlainText().strip() else []) + messages
-        sampling, models, template = self._sampling(), self.models, self.template_box.currentData()
+        sampling, models, template = self.panel.sampling(), self.models, self.template_box.currentData()
         job = self.ctx.runner.submit("Chat", lambda report, cancel: stream_reply(
             models, Path(path), template, history, sampling, report, cancel), lane="chat")
         view.append_text("")
@@ -265,11 +187,6 @@ class ChatPage(QWidget):
         job.done.connect(lambda: self._on_job_done(job))
         self.jobs.append(job)
         self._set_busy(True)
-
-    def _sampling(self) -> Any:
-        return self.ctx.engine.sampling_config(temperature=self.temperature.value(),
-                                               top_p=self.top_p.value(),
-                                               max_tokens=self.max_tokens.value())
 
     def _on_reply(self, view: Transcript, reply: str, save: bool) -> None:
         view.render()
