@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
                                QMessageBox, QProgressBar, QStackedWidget, QWidget)
 
+from engine.progress import Progress
 from gui.context import AppContext
 from gui.errors import show_error
 from gui.jobs import Job
@@ -17,7 +18,9 @@ from gui.pages.models import ModelsPage
 from gui.pages.runs import RunsPage
 from gui.pages.train import TrainPage
 from gui.settings_dialog import SettingsDialog
+from gui.throttle import Coalescer
 
+STATUS_MS = 250
 PAGES = (("Datasets", DatasetsPage), ("Models", ModelsPage), ("Train", TrainPage),
          ("Runs", RunsPage), ("Export", ExportPage), ("Chat", ChatPage))
 
@@ -36,7 +39,9 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_actions()
         ctx.runner.active_changed.connect(self._on_active_job)
-        ctx.runner.job_progress.connect(self._on_job_progress)
+        # The status bar follows the heavy job's newest event a few times per second.
+        self._job_status = Coalescer(STATUS_MS, self._show_job_progress, self)
+        ctx.runner.job_progress.connect(self._job_status.push)
         ctx.hub.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         QTimer.singleShot(0, self._probe_device)
 
@@ -109,11 +114,12 @@ class MainWindow(QMainWindow):
         job.failed.connect(lambda exc: self.device_label.setText("Device: unknown"))
 
     def _on_active_job(self, job: Job | None) -> None:
+        self._job_status.discard()
         self.job_bar.setVisible(job is not None)
         self.job_bar.setRange(0, 0)
         self.job_label.setText(job.name if job else "Idle")
 
-    def _on_job_progress(self, job: Job, event) -> None:
+    def _show_job_progress(self, job: Job, event: Progress) -> None:
         if job is not self.ctx.runner.heavy:
             return
         if event.total:

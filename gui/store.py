@@ -112,18 +112,17 @@ class Store:
     def add_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
         storage.add_metrics(self.db, run_id, [(step, k, v) for k, v in metrics.items()])
 
+    def add_metric_rows(self, run_id: int, rows: list[tuple[int, str, float]]) -> None:
+        """Write ``(step, name, value)`` rows in one transaction."""
+        storage.add_metrics(self.db, run_id, rows)
+
     def metrics(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
         """``{name: [(step, value), ...]}`` for one run, steps ascending."""
         return _series(storage.get_metrics(self.db, run_id))
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run's record (metrics and artifact rows cascade); files are the caller's."""
-        if hasattr(storage, "delete_run"):
-            storage.delete_run(self.db, run_id)
-            return
-        # storage has no delete_run yet; the schema cascades metrics and artifacts.
-        with self.db.atomic():
-            self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        storage.delete_run(self.db, run_id)
 
     def artifacts(self, run_id: int | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         return list(storage.list_artifacts(self.db, run_id=run_id, kind=kind))

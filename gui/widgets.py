@@ -86,8 +86,12 @@ class LossChart(pg.PlotWidget):
         low, high = min(values), max(values)
         (view_low, view_high) = self.viewRange()[1]
         span = max(high - low, 1e-6)
-        if low < view_low or high > view_high or span < 0.5 * (view_high - view_low):
-            self.setYRange(low - 0.08 * span, high + 0.08 * span, padding=0)
+        # While y auto-ranges, every new point moves the view and re-lays-out the axis text;
+        # a fixed range (set here, which turns auto-range off) moves only when needed.
+        auto = self.getViewBox().autoRangeEnabled()[1]
+        if auto or low < view_low or high > view_high or span < 0.5 * (view_high - view_low):
+            # Extra room below: a loss curve falls, so the view need not move at every point.
+            self.setYRange(low - 0.25 * span, high + 0.08 * span, padding=0)
 
     def set_series(self, name: str, points: Iterable[tuple[float, float]]) -> None:
         """Replace series ``name`` with ``points`` ``[(step, value), ...]``."""

@@ -20,8 +20,9 @@ from gui.widgets import fill_with_splitter, label
 
 BASIC_FIELDS = ("learning_rate", "num_epochs", "max_steps", "batch_size",
                 "gradient_accumulation_steps", "max_length", "lora_rank", "lora_alpha", "device")
-# Metrics are written to SQLite in batches: one transaction per second, not one per step.
-METRICS_FLUSH_MS = 1000
+# Metrics are written to SQLite in batches: one transaction every two seconds, not one per step
+# (a commit is a WAL append plus locking, milliseconds on a busy disk, on the GUI thread).
+METRICS_FLUSH_MS = 2000
 
 
 def plain_example(row: dict[str, Any]) -> dict[str, Any]:
@@ -231,8 +232,8 @@ class TrainPage(QWidget):
         if self.run_id is None or not self._metrics:
             return
         pending, self._metrics = self._metrics, []
-        for step, metrics in pending:
-            self.ctx.store.add_metrics(self.run_id, step, metrics)
+        self.ctx.store.add_metric_rows(self.run_id, [(step, name, value) for step, metrics in pending
+                                                     for name, value in metrics.items()])
 
     def _on_succeeded(self, result: Any) -> None:
         adapter = getattr(result, "adapter_dir", None) or self._output_dir / "adapter"
