@@ -46,7 +46,7 @@ class Engine:
     export_gguf: Callable[..., Any]
     open_chat: Callable[..., Any]
     sampling_config: Callable[..., Any]
-    evaluate: Callable[..., Any]
+    score_model: Callable[..., Any]
 
 
 def _train_config_class() -> type:
@@ -99,13 +99,13 @@ def real_engine() -> Engine:
         estimate_training=_lazy("gui.estimate", "estimate_training"),
         device_summary=_device_summary,
         inspect_model=_lazy("engine.models", "inspect_model"),
-        builtin_base_model=_lazy("engine.models", "builtin_base_model"),
-        import_gguf_model=_lazy("engine.models", "import_gguf_model"),
+        builtin_base_model=_lazy("engine.gguf_import", "builtin_base_model"),
+        import_gguf_model=_lazy("engine.gguf_import", "import_gguf_model"),
         merge_adapter=_lazy("engine.merge", "merge_adapter"),
         export_gguf=_lazy("engine.export", "export_gguf"),
         open_chat=_lazy("engine.chat", "ChatModel"),
         sampling_config=_lazy("engine.chat", "SamplingConfig"),
-        evaluate=_lazy("engine.evaluate", "perplexity_hf"),
+        score_model=_lazy("gui.scoring", "score_model"),
     )
 
 

@@ -237,8 +237,11 @@ class TrainPage(QWidget):
 
     def _on_succeeded(self, result: Any) -> None:
         adapter = getattr(result, "adapter_dir", None) or self._output_dir / "adapter"
+        # The template is recorded as the CLI does, so evaluation scores the same format.
+        template = getattr(getattr(result, "template", None), "source", None)
         self.ctx.store.add_artifact(self.run_id, "adapter", Path(adapter).resolve(),
-                                    meta={"output_dir": str(self._output_dir)})
+                                    meta={"output_dir": str(self._output_dir),
+                                          "template_source": template})
         self.monitor.append_log(f"finished: adapter saved to {adapter}")
         self._finish("succeeded")
 
