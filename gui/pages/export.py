@@ -27,8 +27,11 @@ def merge_and_export(engine: Any, model_dir: Path, adapter_dir: Path, merged_dir
     engine.merge_adapter(model_dir, adapter_dir, merged_dir, report=report, cancel=cancel)
     result = engine.export_gguf(merged_dir, gguf_path, quant, report=report, cancel=cancel)
     path = Path(getattr(result, "path", None) or gguf_path)
-    report(Progress("checksum", message=f"computing SHA-256 of {path.name}"))
-    return {"path": path, "bytes": path.stat().st_size, "sha256": sha256_file(path),
+    digest = getattr(result, "sha256", None)  # the engine's export measures it already
+    if not digest:
+        report(Progress("checksum", message=f"computing SHA-256 of {path.name}"))
+        digest = sha256_file(path)
+    return {"path": path, "bytes": path.stat().st_size, "sha256": digest,
             "merged_dir": merged_dir, "quant": quant}
 
 
@@ -154,6 +157,8 @@ class ExportPage(QWidget):
         self.job = None
         self.ctx.store.finish_run(self.export_run_id, status, str(exc) if exc else None)
         self.cancel_button.setEnabled(False)
+        self.bar.setRange(0, 1)  # stop the busy indicator of the checksum stage
+        self.bar.setValue(1 if status == "succeeded" else 0)
         self.stage.setText({"succeeded": "Done.", "cancelled": "Cancelled."}.get(status, "Failed."))
         self.ctx.hub.runs_changed.emit()
         self.ctx.hub.artifacts_changed.emit()

@@ -67,6 +67,52 @@ class FakeChatModel:
         self.closed = True
 
 
+@dataclass(frozen=True)
+class FakeExportResult:
+    path: Path
+
+
+def fake_merge_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path, *,
+                       report=ignore_progress, cancel: CancelToken | None = None) -> Path:
+    """Writes a stand-in merged folder, reporting three ``merge`` steps."""
+    out_dir = Path(out_dir)
+    for step in range(1, 4):
+        if cancel is not None:
+            cancel.check()
+        report(Progress("merge", step, 3, message=f"merging layer group {step}"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text("{}")
+    return out_dir
+
+
+def fake_export_gguf(merged_dir: Path, gguf_path: Path, quant: str, *, report=ignore_progress,
+                     cancel: CancelToken | None = None) -> FakeExportResult:
+    """Writes a small file (b"GGUF" + the quant name, repeated) in two ``export`` steps."""
+    gguf_path = Path(gguf_path)
+    report(Progress("export", 1, 2, message=f"converting to {quant}"))
+    gguf_path.parent.mkdir(parents=True, exist_ok=True)
+    gguf_path.write_bytes(b"GGUF" + quant.encode() * 1000)
+    report(Progress("export", 2, 2, message="written"))
+    return FakeExportResult(gguf_path)
+
+
+class FakeScorer:
+    """Stands in for ``gui.scoring.score_model``: records each call, returns fixed scores."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, model_dir, adapter_dir, rows, *, report=ignore_progress, cancel=None,
+                 **options) -> dict[str, Any]:
+        self.calls.append({"model_dir": model_dir, "adapter_dir": adapter_dir, "rows": rows,
+                           **options})
+        report(Progress("perplexity", 1, 1))
+        tuned = adapter_dir is not None
+        return {"perplexity": 8.0 if tuned else 20.0, "perplexity_flagged": False,
+                "bleu": 30.0 if tuned else 10.0, "bleu_tokenize": "13a",
+                "rouge_l": 0.5 if tuned else 0.25, "replies": ["x"] * options.get("generate", 0)}
+
+
 def fake_model_dir(root: Path) -> Path:
     """A folder that looks like a small HF model to the estimate (config.json only)."""
     folder = root / "fake-model"
@@ -93,4 +139,7 @@ def fake_engine(model_root: Path) -> Engine:
                                           "special": {"eos": 2}, "dtype": "float32"},
         open_chat=FakeChatModel,
         sampling_config=lambda **kw: dict(kw),
+        merge_adapter=fake_merge_adapter,
+        export_gguf=fake_export_gguf,
+        score_model=FakeScorer(),
     )

@@ -63,3 +63,35 @@ def test_closing_during_training_cancels_and_keeps_the_run(qtbot, ctx, tmp_path,
     runs = ctx.store.runs()
     assert runs[0]["status"] == "cancelled"
     wait_idle(qtbot, ctx.runner)
+
+
+def test_an_opened_gguf_stays_listed_when_the_model_lists_refresh(qtbot, ctx, tmp_path):
+    page = ChatPage(ctx)
+    qtbot.addWidget(page)
+    opened = str(tmp_path / "mine.gguf")
+    page.add_model_path(opened)
+    ctx.store.register_model({"name": "base", "path": str(tmp_path / "base.gguf")})
+    ctx.hub.models_changed.emit()
+    listed = [page.model_box.itemData(i) for i in range(page.model_box.count())]
+    assert listed == [str(tmp_path / "base.gguf"), opened]
+    assert page.model_box.currentData() == opened
+
+
+def test_streamed_text_reaches_the_gui_in_batches(qtbot, ctx, tmp_path):
+    ctx.engine = dataclasses.replace(ctx.engine, open_chat=lambda path, **kw: FakeChatModel(
+        path, " ".join(f"w{i}" for i in range(300))))
+    page = ChatPage(ctx)
+    qtbot.addWidget(page)
+    page.add_model_path(str(tmp_path / "model.gguf"))
+    page.input.setPlainText("Tell me a story")
+    page.send_button.click()
+    job = page.jobs[0]
+    events = []
+    job.progress.connect(lambda event: events.append(event))
+    qtbot.waitUntil(lambda: not page.jobs, timeout=10_000)
+    text = "".join(f"w{i} " for i in range(300))
+    assert "".join(e.message for e in events) == text == page.transcript.messages[-1]["content"]
+    # 300 pieces ~2 ms apart arrive as a few dozen batches (one per 40 ms), not 300 events.
+    assert len(events) < 100 and events[-1].step == 300
+    page.shutdown()
+    wait_idle(qtbot, ctx.runner)
