@@ -99,7 +99,10 @@ class ConfigForm(QWidget):
 
     def _on_advanced_toggled(self, on: bool) -> None:
         self.advanced.findChild(QWidget, "groupBody").setVisible(on)
-        self.advanced.setFlat(not on)  # collapsed: just the check box, no empty frame
+        self.advanced.setFlat(not on)
+        # Collapsed: just the check box and title; the frame's empty margins would remain.
+        self.advanced.setMaximumHeight(16777215 if on else
+                                       self.advanced.fontMetrics().height() + 6)
 
     def _editor(self, field: dataclasses.Field) -> QWidget:
         choices = field.metadata.get("choices")

@@ -44,6 +44,8 @@ QLabel[role="error"] { color: #dc2626; }
 QPushButton[primary="true"] { background: %(accent)s; color: white; border: none;
     padding: 6px 16px; border-radius: 5px; font-weight: 600; }
 QPushButton[primary="true"]:disabled { background: palette(mid); color: palette(window); }
+QStatusBar QLabel { padding: 0 10px; }
+QStatusBar::item { border: none; }
 QFrame[card="true"] { background: palette(base); border: 1px solid palette(mid); border-radius: 8px; }
 """
 
@@ -82,6 +84,9 @@ def _theme_plots(dark: bool) -> None:
             legend = widget.plotItem.legend
             if legend is not None:
                 legend.setLabelTextColor(foreground)
+                # pyqtgraph stores the new colour but re-renders a label only on setText.
+                for _, text in legend.items:
+                    text.setText(text.text)
             for name in ("left", "bottom"):
                 axis = widget.getAxis(name)
                 axis.setPen(foreground)

@@ -107,13 +107,13 @@ class TrainMonitor(QWidget):
     def flush(self) -> None:
         """Show the latest numbers and draw every pending point now."""
         self._stats.flush()
-        self._draw_chart()
+        self._draw_chart(live=False)
 
-    def _draw_chart(self) -> None:
+    def _draw_chart(self, live: bool = True) -> None:
         for name, points in self._pending.items():
             xs, ys = self.chart.points.get(name, ([], []))
             self.chart.set_series(name, list(zip(xs, ys)) + points)
-        if self._pending:
-            self.chart.fit_y()
+        if self._pending or not live:
+            self.chart.fit_y(live=live)
         self._pending.clear()
         self._last_draw = time.monotonic()

@@ -78,8 +78,12 @@ class LossChart(pg.PlotWidget):
         else:
             self.enableAutoRange(axis="x")
 
-    def fit_y(self) -> None:
-        """Re-range y only when the data left the view or fills less than half of it."""
+    def fit_y(self, *, live: bool = True) -> None:
+        """Re-range y only when the data left the view or fills less than half of it.
+
+        ``live`` leaves extra room below (a falling loss curve then moves the view rarely);
+        ``live=False`` fits the data snugly, for a finished run.
+        """
         values = [y for _, ys in self.points.values() for y in ys]
         if not values:
             return
@@ -89,9 +93,10 @@ class LossChart(pg.PlotWidget):
         # While y auto-ranges, every new point moves the view and re-lays-out the axis text;
         # a fixed range (set here, which turns auto-range off) moves only when needed.
         auto = self.getViewBox().autoRangeEnabled()[1]
-        if auto or low < view_low or high > view_high or span < 0.5 * (view_high - view_low):
-            # Extra room below: a loss curve falls, so the view need not move at every point.
-            self.setYRange(low - 0.25 * span, high + 0.08 * span, padding=0)
+        below = 0.25 if live else 0.08
+        if not live or auto or low < view_low or high > view_high \
+                or span < 0.5 * (view_high - view_low):
+            self.setYRange(low - below * span, high + 0.08 * span, padding=0)
 
     def set_series(self, name: str, points: Iterable[tuple[float, float]]) -> None:
         """Replace series ``name`` with ``points`` ``[(step, value), ...]``."""

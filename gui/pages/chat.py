@@ -123,6 +123,9 @@ class ChatPage(QWidget):
         if chat is None:
             return
         self.chat_id = chat_id
+        for row in range(self.chat_list.count()):
+            if self.chat_list.item(row).data(Qt.ItemDataRole.UserRole) == chat_id:
+                self.chat_list.setCurrentRow(row)
         self.system.setPlainText(chat.get("system_prompt") or "")
         if chat.get("model_path"):
             self.add_model_path(chat["model_path"])

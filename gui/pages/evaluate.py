@@ -52,6 +52,7 @@ class EvaluatePanel(QWidget):
         self.button = QPushButton("Evaluate on the validation split", objectName="evaluateButton")
         self.button.clicked.connect(self.start)
         self.generate = QSpinBox(objectName="evalGenerate", minimum=0, maximum=500, value=16)
+        self.generate.setFixedWidth(80)
         self.generate.setToolTip("Validation conversations that get a generated reply for BLEU "
                                  "and ROUGE-L (greedy, up to 48 tokens). 0 scores perplexity only.")
         self.bar = QProgressBar(objectName="evalProgress", visible=False)
@@ -70,7 +71,8 @@ class EvaluatePanel(QWidget):
         controls.addWidget(self.button)
         controls.addWidget(label("Replies for BLEU / ROUGE-L"))
         controls.addWidget(self.generate)
-        controls.addWidget(self.bar, 1)
+        controls.addWidget(self.bar, 2)
+        controls.addStretch(1)  # takes the room while the bar is hidden
         charts = QHBoxLayout()
         for chart in self.charts.values():
             charts.addWidget(chart)

@@ -17,6 +17,7 @@ from gui.errors import show_error
 from gui.jobs import Job
 from gui.widgets import card, human_bytes, label
 
+BODY_WIDTH = 900  # a form this short reads badly stretched across a wide window
 QUANTS = (("q8_0", "q8_0 — 8-bit, near-lossless"), ("q4_k_m", "q4_k_m — 4-bit, smallest"),
           ("f16", "f16 — 16-bit, exact"))
 
@@ -61,7 +62,12 @@ class ExportPage(QWidget):
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.cancel_button)
         buttons.addStretch(1)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        body.setMaximumWidth(BODY_WIDTH)
+        outer = QHBoxLayout(self)
+        outer.addWidget(body, 1)
+        outer.addStretch(0)
+        layout = QVBoxLayout(body)
         layout.addWidget(label("Export", "title"))
         layout.addWidget(label("Merges the LoRA adapter into its base model and writes a GGUF "
                                "file for llama.cpp, Ollama or LM Studio.", "hint", wrap=True))

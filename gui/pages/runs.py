@@ -47,7 +47,7 @@ class RunsPage(QWidget):
         self.summary = label("Select a run; select two to compare them.", "hint", wrap=True)
         self.config_view = QPlainTextEdit(readOnly=True, objectName="runConfig")
         self.evaluate = EvaluatePanel(ctx)
-        tabs = QTabWidget()
+        self.tabs = tabs = QTabWidget()
         tabs.addTab(self.chart, "Loss")
         tabs.addTab(self.config_view, "Config")
         tabs.addTab(self.evaluate, "Evaluate")
