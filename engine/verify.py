@@ -1,0 +1,312 @@
+"""Verify an exported GGUF against the model it was made from (issue 5).
+
+The validation rows go through the reference (a Hugging Face folder, plus the LoRA adapter
+when given, in fp32 with transformers) and through the GGUF (llama.cpp), on the same token ids:
+next-token agreement and KL divergence at the last prompt position of each row, perplexity on
+the rows' assistant turns in both runtimes, greedy answers through the chat path (do they end
+with an end-of-generation token within the budget? tokens/s), the special-token ids and the chat
+template embedded in the file, and the BOS count of the rendered prompts (CASES C14). Each
+result becomes a pass/warn/fail :class:`engine.verify_checks.Check`.
+
+The reference outputs do not depend on the GGUF: compute them once with :func:`reference_run`
+and pass them to :func:`verify_export` for every export type (f16, q8_0, q4_k_m).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Cancelled, EngineError
+from engine.progress import CancelToken, Progress, Reporter, Stopwatch, ignore_progress
+from engine.templates import ChatTemplate
+from engine.tokens import SpecialTokens
+from engine.verify_checks import (Check, VerifyThresholds, check_bos_count, check_kl,
+                                  check_perplexity, check_prompt_ids, check_special_tokens,
+                                  check_stopping, check_template, check_top1, worst)
+
+
+@dataclass
+class ReferenceRun:
+    """The reference model's outputs on the validation rows (independent of any GGUF).
+
+    Attributes:
+        model_dir: the Hugging Face folder (its tokenizer encodes the rows for both runtimes).
+        template: the chat template used.
+        special: the reference special-token table.
+        prompt_ids: per row, the ids of the conversation before its last assistant turn plus
+            the generation prompt (training BOS policy).
+        logprobs: per row, log-softmax of the next-token scores after ``prompt_ids``; float64
+            tensors of shape ``(n_vocab,)``.
+        perplexity: perplexity over the rows' assistant tokens.
+    """
+
+    model_dir: Path
+    template: ChatTemplate
+    special: SpecialTokens
+    prompt_ids: list[list[int]]
+    logprobs: list[Any]
+    perplexity: Any
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The verification of one GGUF file.
+
+    Attributes:
+        path: the GGUF file.
+        quant: its export type (``f16``, ``q8_0``, ``q4_k_m``, ...).
+        bytes: file size in bytes.
+        checks: one :class:`Check` per verified property.
+        metrics: the raw numbers (``top1_agreement``, ``mean_kl``, ``perplexity_reference``,
+            ``perplexity_gguf``, ``stop_share``, ``tokens_per_second``, ``bos_id``,
+            ``eos_id``, ``eot_id``, ``eog_ids``, ``max_new_tokens``, ``rows``, ``seconds``: wall
+            time per stage).
+    """
+
+    path: str
+    quant: str
+    bytes: int
+    checks: list[Check] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> str:
+        """The most severe status of all checks: ``"pass"``, ``"warn"`` or ``"fail"``."""
+        return worst([c.status for c in self.checks])
+
+    def check(self, name: str) -> Check:
+        """The check called ``name``.
+
+        Raises:
+            KeyError: no such check.
+        """
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``path``, ``quant``, ``bytes``, ``overall``, ``checks``, ``metrics``)."""
+        return {"path": self.path, "quant": self.quant, "bytes": self.bytes,
+                "overall": self.overall, "checks": [asdict(c) for c in self.checks],
+                "metrics": dict(self.metrics)}
+
+
+def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
+                  adapter_dir: str | os.PathLike[str] | None = None,
+                  template: ChatTemplate | str | None = None, max_length: int = 1024,
+                  report: Reporter = ignore_progress,
+                  cancel: CancelToken | None = None) -> ReferenceRun:
+    """Run the validation rows through the reference model (transformers, fp32).
+
+    Args:
+        reference_dir: the base model folder (with ``adapter_dir``) or a merged folder.
+        rows: conversations ``{"messages": [...]}`` each ending with an assistant turn.
+        adapter_dir: a PEFT LoRA adapter applied on top, or ``None``.
+        template: the run's chat template (name, Jinja text or :class:`ChatTemplate`).
+        max_length: tokens per row for perplexity (left truncation, as in training).
+
+    Raises:
+        DataError: a row has no user turn before its last assistant turn, or no trained token.
+        ModelLoadError: the model or adapter cannot be loaded.
+        Cancelled: ``cancel`` was triggered.
+    """
+    import torch
+
+    from engine.encode import prompt_ids
+    from engine.evaluate import load_hf, perplexity_of_loaded
+    from engine.replies import split_reply
+
+    loaded = load_hf(reference_dir, adapter_dir=adapter_dir, template=template)
+    encoded = [prompt_ids(loaded.tokenizer, split_reply(row, i)[0], loaded.template, loaded.special)
+               for i, row in enumerate(rows)]
+    logprobs = []
+    for index, ids in enumerate(encoded):
+        _check(cancel)
+        with torch.no_grad():
+            logits = loaded.model(input_ids=torch.tensor([ids])).logits[0, -1]
+        logprobs.append(torch.log_softmax(logits.double(), -1))
+        report(Progress("reference", index + 1, len(encoded), message="reference next tokens"))
+    ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=report, cancel=cancel)
+    return ReferenceRun(Path(reference_dir), loaded.template, loaded.special, encoded, logprobs, ppl)
+
+
+def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.PathLike[str],
+                  rows: list[dict], adapter_dir: str | os.PathLike[str] | None = None,
+                  template: ChatTemplate | str | None = None, quant: str | None = None,
+                  thresholds: VerifyThresholds = VerifyThresholds(), max_new_tokens: int = 64,
+                  reference: ReferenceRun | None = None, report: Reporter = ignore_progress,
+                  cancel: CancelToken | None = None) -> VerificationReport:
+    """Verify a GGUF against the model it was exported from.
+
+    Args:
+        gguf_path: the exported file.
+        reference_dir: the base folder (with ``adapter_dir``) or the merged folder.
+        rows: validation conversations, each ending with an assistant turn (3-20 rows is
+            plenty; every row costs one forward pass per runtime and one greedy answer).
+        adapter_dir: the LoRA adapter the reference applies, or ``None``.
+        template: the run's chat template; ``None`` = the reference tokenizer's own.
+        quant: the export type; ``None`` reads it from ``general.file_type``.
+        thresholds: limits for pass/warn/fail.
+        max_new_tokens: token budget of each greedy answer.
+        reference: precomputed :func:`reference_run` outputs (then ``reference_dir``,
+            ``adapter_dir`` and ``template`` are not loaded again).
+        report: progress (stages ``reference``, ``perplexity``, ``agreement``, ``generate``).
+        cancel: checked between rows.
+
+    Returns:
+        The :class:`VerificationReport`; never raises for a bad export (that is a failed check).
+
+    Raises:
+        DataError: malformed rows.
+        ModelLoadError: the reference model or the GGUF cannot be loaded at all.
+        Cancelled: ``cancel`` was triggered.
+    """
+    from engine.llama_runtime import read_gguf_info
+
+    ref = reference or reference_run(reference_dir, rows, adapter_dir=adapter_dir,
+                                     template=template, report=report, cancel=cancel)
+    clock = Stopwatch()
+    info = read_gguf_info(gguf_path)
+    quant = quant or file_quant(gguf_path)
+    seconds = {"metadata": clock.elapsed()}
+    top1, kl = _agreement(gguf_path, ref, report, cancel)
+    seconds["agreement"] = clock.elapsed() - sum(seconds.values())
+    ppl_check, ppl = _gguf_perplexity(gguf_path, rows, ref, thresholds, report, cancel)
+    seconds["perplexity"] = clock.elapsed() - sum(seconds.values())
+    gen = _generate(gguf_path, rows, ref, info, max_new_tokens, report, cancel)
+    seconds["generate"] = clock.elapsed() - sum(seconds.values())
+    size = os.path.getsize(gguf_path)
+    checks = [check_top1(top1, quant, thresholds), check_kl(kl, quant, thresholds), ppl_check,
+              check_stopping(gen["stopped"], len(rows), max_new_tokens, thresholds),
+              check_template(info.chat_template, ref.template.source),
+              *check_special_tokens(_gguf_ids(info), _reference_ids(ref.special)),
+              check_bos_count(gen["bos_counts"], ref.special.bos_id is not None),
+              check_prompt_ids(gen["same_ids"], len(rows)),
+              _info("file_size", size, f"{size / 2**20:.1f} MiB on disk"),
+              _info("tokens_per_second", gen["tokens_per_second"],
+                    f"{gen['tokens_per_second']:.1f} generated tokens/s on this machine")]
+    metrics = {"top1_agreement": top1, "mean_kl": kl, "perplexity_reference": ref.perplexity.perplexity,
+               "perplexity_gguf": ppl, "stop_share": gen["stopped"] / len(rows),
+               "tokens_per_second": gen["tokens_per_second"], "max_new_tokens": max_new_tokens,
+               "rows": len(rows), **_gguf_ids(info), "seconds": seconds}
+    return VerificationReport(str(gguf_path), quant, size, checks, metrics)
+
+
+def _check(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.check()
+
+
+def _info(name: str, value: float, text: str) -> Check:
+    return Check(name, "pass", value, "information only", text)
+
+
+def _gguf_ids(info: Any) -> dict[str, Any]:
+    return {"bos_id": info.bos_id, "eos_id": info.eos_id, "eot_id": info.eot_id,
+            "eog_ids": list(info.eog_ids)}
+
+
+def _reference_ids(special: SpecialTokens) -> dict[str, Any]:
+    return {"bos_id": special.bos_id, "eos_id": special.eos_id, "end_ids": list(special.end_ids)}
+
+
+def file_quant(gguf_path: str | os.PathLike[str]) -> str:
+    """The export type of a GGUF from ``general.file_type`` (``q8_0``, ``q4_k_m``, ``f16``...)."""
+    from gguf import LlamaFileType
+
+    from engine.gguf_meta import read_summary
+
+    kind = read_summary(Path(gguf_path)).metadata.get("general.file_type")
+    try:
+        name = LlamaFileType(int(kind)).name
+    except (TypeError, ValueError):
+        return "unknown"
+    return "f32" if name == "ALL_F32" else name.removeprefix("MOSTLY_").lower()
+
+
+def _agreement(gguf_path: Any, ref: ReferenceRun, report: Reporter,
+               cancel: CancelToken | None) -> tuple[float, float]:
+    """Top-1 agreement and mean KL(reference || GGUF) in nats at each row's last prompt position."""
+    import torch
+
+    from engine.llama_runtime import load_llama, position_logits
+
+    longest = max(len(ids) for ids in ref.prompt_ids)
+    llama = load_llama(gguf_path, n_ctx=max(64, longest), n_batch=64)
+    agree, kls = 0, []
+    try:
+        for index, (ids, hf) in enumerate(zip(ref.prompt_ids, ref.logprobs)):
+            _check(cancel)
+            rows = [logits.copy() for _, logits in position_logits(llama, ids, positions={len(ids) - 1})]
+            gguf = torch.from_numpy(rows[-1]).double()
+            # HF checkpoints may pad the vocabulary dimension; compare the shared ids only.
+            n = min(hf.shape[0], gguf.shape[0])
+            p, q = torch.log_softmax(hf[:n], -1), torch.log_softmax(gguf[:n], -1)
+            agree += int(p.argmax()) == int(q.argmax())
+            kls.append(float((p.exp() * (p - q)).sum()))
+            report(Progress("agreement", index + 1, len(ref.prompt_ids)))
+    finally:
+        llama.close()
+    return agree / len(kls), sum(kls) / len(kls)
+
+
+def _gguf_perplexity(gguf_path: Any, rows: list[dict], ref: ReferenceRun,
+                     limits: VerifyThresholds, report: Reporter,
+                     cancel: CancelToken | None) -> tuple[Check, float | None]:
+    """Perplexity of the GGUF on the reference's token ids, as a check (a mismatch fails)."""
+    from engine.evaluate import perplexity_gguf
+
+    try:
+        result = perplexity_gguf(gguf_path, rows, template=ref.template, tokenizer_dir=ref.model_dir,
+                                 report=report, cancel=cancel)
+    except Cancelled:
+        raise
+    except EngineError as exc:  # e.g. llama.cpp tokenizes differently: a failed check
+        return Check("perplexity", "fail", None, "measurable", str(exc)), None
+    return check_perplexity(ref.perplexity.perplexity, result.perplexity, result.flagged,
+                            limits), result.perplexity
+
+
+def _generate(gguf_path: Any, rows: list[dict], ref: ReferenceRun, info: Any,
+              max_new_tokens: int, report: Reporter, cancel: CancelToken | None) -> dict[str, Any]:
+    """Greedy answers through the chat path: stops, tokens/s, BOS counts, identical prompt ids."""
+    from engine.chat import ChatModel, SamplingConfig
+    from engine.replies import split_reply
+
+    greedy = SamplingConfig(temperature=0.0, repeat_penalty=1.0, max_tokens=max_new_tokens)
+    n_ctx = max(len(ids) for ids in ref.prompt_ids) + max_new_tokens + 16
+    out: dict[str, Any] = {"stopped": 0, "bos_counts": [], "same_ids": 0, "speeds": []}
+    with ChatModel(gguf_path, chat_template=ref.template.source, n_ctx=n_ctx) as chat:
+        for index, (row, ref_ids) in enumerate(zip(rows, ref.prompt_ids)):
+            _check(cancel)
+            prompt = split_reply(row, index)[0]
+            ids = chat.prompt_tokens(prompt)
+            out["bos_counts"].append(ids.count(info.bos_id) if info.bos_id >= 0 else 0)
+            out["same_ids"] += ids == ref_ids
+            done = chat.reply(prompt, greedy, cancel=cancel).finished
+            out["stopped"] += done.finish_reason == "stop"
+            if done.completion_tokens:
+                out["speeds"].append(done.tokens_per_second)
+            report(Progress("generate", index + 1, len(rows)))
+    speeds = out.pop("speeds")
+    out["tokens_per_second"] = sum(speeds) / len(speeds) if speeds else 0.0
+    return out
+
+
+def quantization_report(reports: list[VerificationReport]) -> list[dict[str, Any]]:
+    """One row per export for a side-by-side table (f16 vs q8_0 vs q4_k_m ...), in input order.
+
+    Returns:
+        Dicts with ``file``, ``quant``, ``bytes``, ``overall``, ``top1_agreement``,
+        ``mean_kl``, ``perplexity_reference``, ``perplexity_gguf``, ``stop_share``,
+        ``tokens_per_second`` and ``failed`` (names of failing checks).
+    """
+    keys = ("top1_agreement", "mean_kl", "perplexity_reference", "perplexity_gguf", "stop_share",
+            "tokens_per_second")
+    return [{"file": Path(r.path).name, "quant": r.quant, "bytes": r.bytes, "overall": r.overall,
+             **{k: r.metrics.get(k) for k in keys},
+             "failed": [c.name for c in r.checks if c.status == "fail"]} for r in reports]
