@@ -125,9 +125,12 @@ class ExportPage(QWidget):
             return None
         self.job = job
         job.progress.connect(self._on_progress)
+        # Finished on ``done`` (after the runner freed the heavy lane; see TrainPage._watch).
+        self._outcome: tuple[str, BaseException | None] = ("failed", None)
         job.succeeded.connect(self._on_succeeded)
-        job.failed.connect(lambda exc: self._finish("failed", exc))
-        job.cancelled.connect(lambda: self._finish("cancelled"))
+        job.failed.connect(lambda exc: setattr(self, "_outcome", ("failed", exc)))
+        job.cancelled.connect(lambda: setattr(self, "_outcome", ("cancelled", None)))
+        job.done.connect(lambda: self._finish(*self._outcome))
         self.export_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         return job
@@ -143,7 +146,7 @@ class ExportPage(QWidget):
         store.add_artifact(self.export_run_id, "gguf", result["path"], sha256=result["sha256"],
                            bytes=result["bytes"], meta={"quantization": result["quant"]})
         self.show_result(result)
-        self._finish("succeeded")
+        self._outcome = ("succeeded", None)
 
     def show_result(self, result: dict[str, Any]) -> None:
         """Show the file's path, size and checksum."""

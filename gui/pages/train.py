@@ -184,9 +184,13 @@ class TrainPage(QWidget):
                            f"conversations → {output_dir}")
         self._output_dir = output_dir
         job.progress.connect(self._on_progress)
+        # The outcome is recorded now, the run finished on ``done``: only then has the runner
+        # let go of the heavy lane, so Start works again the moment it is enabled.
+        self._outcome: tuple[str, BaseException | None] = ("failed", None)
         job.succeeded.connect(self._on_succeeded)
-        job.failed.connect(self._on_failed)
-        job.cancelled.connect(lambda: self._finish("cancelled"))
+        job.failed.connect(lambda exc: setattr(self, "_outcome", ("failed", exc)))
+        job.cancelled.connect(lambda: setattr(self, "_outcome", ("cancelled", None)))
+        job.done.connect(self._on_done)
         self._flush_timer.start()
         self._set_state("running")
 
@@ -243,11 +247,13 @@ class TrainPage(QWidget):
                                     meta={"output_dir": str(self._output_dir),
                                           "template_source": template})
         self.monitor.append_log(f"finished: adapter saved to {adapter}")
-        self._finish("succeeded")
+        self._outcome = ("succeeded", None)
 
-    def _on_failed(self, exc: BaseException) -> None:
-        self._finish("failed", str(exc))
-        show_error(self, exc, "train the model")
+    def _on_done(self) -> None:
+        status, exc = self._outcome
+        self._finish(status, str(exc) if exc is not None else None)
+        if exc is not None:
+            show_error(self, exc, "train the model")
 
     def _finish(self, status: str, error: str | None = None) -> None:
         self._flush_timer.stop()

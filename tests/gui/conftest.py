@@ -31,7 +31,8 @@ def ctx(qapp, data_dir: Path, tmp_path: Path, settings) -> AppContext:
     context = AppContext(engine=fake_engine(tmp_path), store=Store.open(data_dir), runner=runner,
                          hub=Hub(), settings=settings)
     yield context
-    busy = runner.active_threads()
+    # Jobs not yet ``done``; a worker that just emitted ``done`` may still be unwinding.
+    busy = len(runner.jobs)
     runner.cancel_all()
     finished = runner.wait(10_000)
     context.store.close()
