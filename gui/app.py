@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 from gui.context import AppContext
@@ -14,6 +14,9 @@ from gui.jobs import JobRunner
 from gui.services import Engine, real_engine
 from gui.store import Store
 from gui.theme import apply_theme
+
+# The app icon (packaging/icons); the PyInstaller spec bundles it at the same relative path.
+ICON = Path(__file__).resolve().parents[1] / "packaging" / "icons" / "tunesmith.png"
 
 
 def create_app() -> QApplication:
@@ -30,6 +33,8 @@ def create_app() -> QApplication:
         app.setApplicationName("Tunesmith")
         app.setOrganizationName("Tunesmith")
         app.setDesktopFileName("tunesmith")
+        if ICON.exists():
+            app.setWindowIcon(QIcon(str(ICON)))
     return app
 
 
@@ -56,9 +61,13 @@ def run_app(data_dir: Path | None) -> int:
     Args:
         data_dir: the data directory, or ``None`` for the saved setting / the per-user default.
     """
+    from gui import smoke
+
     app = create_app()
     window = create_window(data_dir)
     window.show()
+    if smoke.smoke_requested():
+        smoke.install(app, window)
     code = app.exec()
     window.ctx.store.close()
     return int(code)
