@@ -11,7 +11,7 @@ def test_many_pushes_make_one_call_with_the_latest_arguments(qtbot):
     for step in range(100):
         coalescer.push(step, "train")
     assert calls == []  # nothing before the interval
-    qtbot.waitUntil(lambda: calls, timeout=2000)
+    qtbot.waitUntil(lambda: bool(calls), timeout=2000)
     qtbot.wait(120)
     assert calls == [(99, "train")]
 
