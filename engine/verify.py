@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Cancelled, EngineError
+from engine.evaluate import ABSURD_PERPLEXITY
 from engine.progress import CancelToken, Progress, Reporter, Stopwatch, ignore_progress
 from engine.templates import ChatTemplate
 from engine.tokens import SpecialTokens
@@ -41,6 +41,7 @@ class ReferenceRun:
         logprobs: per row, log-softmax of the next-token scores after ``prompt_ids``; float64
             tensors of shape ``(n_vocab,)``.
         perplexity: perplexity over the rows' assistant tokens.
+        examples: the rows encoded as training encodes them (scored by the GGUF too).
     """
 
     model_dir: Path
@@ -49,6 +50,7 @@ class ReferenceRun:
     prompt_ids: list[list[int]]
     logprobs: list[Any]
     perplexity: Any
+    examples: list[Any]
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
     """
     import torch
 
-    from engine.encode import prompt_ids
+    from engine.encode import encode_rows, prompt_ids
     from engine.evaluate import load_hf, perplexity_of_loaded
     from engine.replies import split_reply
 
@@ -131,7 +133,10 @@ def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
         logprobs.append(torch.log_softmax(logits.double(), -1))
         report(Progress("reference", index + 1, len(encoded), message="reference next tokens"))
     ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=report, cancel=cancel)
-    return ReferenceRun(Path(reference_dir), loaded.template, loaded.special, encoded, logprobs, ppl)
+    examples, _ = encode_rows(loaded.tokenizer, rows, loaded.template, loaded.special,
+                              max_length=max_length, truncation="left")
+    return ReferenceRun(Path(reference_dir), loaded.template, loaded.special, encoded, logprobs,
+                        ppl, examples)
 
 
 def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.PathLike[str],
@@ -154,7 +159,7 @@ def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.
         max_new_tokens: token budget of each greedy answer.
         reference: precomputed :func:`reference_run` outputs (then ``reference_dir``,
             ``adapter_dir`` and ``template`` are not loaded again).
-        report: progress (stages ``reference``, ``perplexity``, ``agreement``, ``generate``).
+        report: progress (stages ``reference``, ``agreement``, ``perplexity``, ``generate``).
         cancel: checked between rows.
 
     Returns:
@@ -173,14 +178,13 @@ def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.
     info = read_gguf_info(gguf_path)
     quant = quant or file_quant(gguf_path)
     seconds = {"metadata": clock.elapsed()}
-    top1, kl = _agreement(gguf_path, ref, report, cancel)
-    seconds["agreement"] = clock.elapsed() - sum(seconds.values())
-    ppl_check, ppl = _gguf_perplexity(gguf_path, rows, ref, thresholds, report, cancel)
-    seconds["perplexity"] = clock.elapsed() - sum(seconds.values())
+    top1, kl, ppl = _score(gguf_path, ref, report, cancel)
+    seconds["scores"] = clock.elapsed() - sum(seconds.values())
     gen = _generate(gguf_path, rows, ref, info, max_new_tokens, report, cancel)
     seconds["generate"] = clock.elapsed() - sum(seconds.values())
     size = os.path.getsize(gguf_path)
-    checks = [check_top1(top1, quant, thresholds), check_kl(kl, quant, thresholds), ppl_check,
+    checks = [check_top1(top1, quant, thresholds), check_kl(kl, quant, thresholds),
+              check_perplexity(ref.perplexity.perplexity, ppl, ppl > ABSURD_PERPLEXITY, thresholds),
               check_stopping(gen["stopped"], len(rows), max_new_tokens, thresholds),
               check_template(info.chat_template, ref.template.source),
               *check_special_tokens(_gguf_ids(info), _reference_ids(ref.special)),
@@ -228,47 +232,49 @@ def file_quant(gguf_path: str | os.PathLike[str]) -> str:
     return "f32" if name == "ALL_F32" else name.removeprefix("MOSTLY_").lower()
 
 
-def _agreement(gguf_path: Any, ref: ReferenceRun, report: Reporter,
-               cancel: CancelToken | None) -> tuple[float, float]:
-    """Top-1 agreement and mean KL(reference || GGUF) in nats at each row's last prompt position."""
-    import torch
+def _score(gguf_path: Any, ref: ReferenceRun, report: Reporter,
+           cancel: CancelToken | None) -> tuple[float, float, float]:
+    """Top-1 agreement, mean KL(reference || GGUF) in nats at each row's last prompt position,
+    and perplexity on the reference's encoded rows, from one llama.cpp load."""
+    import math
 
-    from engine.llama_runtime import load_llama, position_logits
+    from engine.evaluate import _gguf_nll
+    from engine.llama_runtime import load_llama
 
-    longest = max(len(ids) for ids in ref.prompt_ids)
+    longest = max(len(ids) for ids in [*ref.prompt_ids, *(e.input_ids for e in ref.examples)])
     llama = load_llama(gguf_path, n_ctx=max(64, longest), n_batch=64)
-    agree, kls = 0, []
     try:
-        for index, (ids, hf) in enumerate(zip(ref.prompt_ids, ref.logprobs)):
+        top1, kl = _agreement(llama, ref, report, cancel)
+        total, count = 0.0, 0
+        for index, example in enumerate(ref.examples):
             _check(cancel)
-            rows = [logits.copy() for _, logits in position_logits(llama, ids, positions={len(ids) - 1})]
-            gguf = torch.from_numpy(rows[-1]).double()
-            # HF checkpoints may pad the vocabulary dimension; compare the shared ids only.
-            n = min(hf.shape[0], gguf.shape[0])
-            p, q = torch.log_softmax(hf[:n], -1), torch.log_softmax(gguf[:n], -1)
-            agree += int(p.argmax()) == int(q.argmax())
-            kls.append(float((p.exp() * (p - q)).sum()))
-            report(Progress("agreement", index + 1, len(ref.prompt_ids)))
+            nll, n = _gguf_nll(llama, example)
+            total, count = total + nll, count + n
+            report(Progress("perplexity", index + 1, len(ref.examples)))
     finally:
         llama.close()
+    mean = total / count
+    return top1, kl, math.exp(mean) if mean < 700 else math.inf
+
+
+def _agreement(llama: Any, ref: ReferenceRun, report: Reporter,
+               cancel: CancelToken | None) -> tuple[float, float]:
+    import torch
+
+    from engine.llama_runtime import position_logits
+
+    agree, kls = 0, []
+    for index, (ids, hf) in enumerate(zip(ref.prompt_ids, ref.logprobs)):
+        _check(cancel)
+        rows = [logits.copy() for _, logits in position_logits(llama, ids, positions={len(ids) - 1})]
+        gguf = torch.from_numpy(rows[-1]).double()
+        # HF checkpoints may pad the vocabulary dimension; compare the shared ids only.
+        n = min(hf.shape[0], gguf.shape[0])
+        p, q = torch.log_softmax(hf[:n], -1), torch.log_softmax(gguf[:n], -1)
+        agree += int(p.argmax()) == int(q.argmax())
+        kls.append(float((p.exp() * (p - q)).sum()))
+        report(Progress("agreement", index + 1, len(ref.prompt_ids)))
     return agree / len(kls), sum(kls) / len(kls)
-
-
-def _gguf_perplexity(gguf_path: Any, rows: list[dict], ref: ReferenceRun,
-                     limits: VerifyThresholds, report: Reporter,
-                     cancel: CancelToken | None) -> tuple[Check, float | None]:
-    """Perplexity of the GGUF on the reference's token ids, as a check (a mismatch fails)."""
-    from engine.evaluate import perplexity_gguf
-
-    try:
-        result = perplexity_gguf(gguf_path, rows, template=ref.template, tokenizer_dir=ref.model_dir,
-                                 report=report, cancel=cancel)
-    except Cancelled:
-        raise
-    except EngineError as exc:  # e.g. llama.cpp tokenizes differently: a failed check
-        return Check("perplexity", "fail", None, "measurable", str(exc)), None
-    return check_perplexity(ref.perplexity.perplexity, result.perplexity, result.flagged,
-                            limits), result.perplexity
 
 
 def _generate(gguf_path: Any, rows: list[dict], ref: ReferenceRun, info: Any,

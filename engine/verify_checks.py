@@ -4,15 +4,26 @@ Each check turns one measured number (or metadata comparison) into a :class:`Che
 threshold used and a one-line explanation a user can act on. The checks are pure functions of
 numbers, so the judgement is tested apart from the (slow) measurement in :mod:`engine.verify`.
 
-Where the default thresholds come from: the real Gemma 3 270M (Tunesmith's built-in base model),
-exported with :func:`engine.export.export_gguf` and compared with its transformers model in fp32
-on short chat prompts (next-token distribution at the last prompt position). Measured on this
-project's CPU test machine (llama-cpp-python 0.3.36): top-1 agreement 1.0 for f16, q8_0 and
-q4_k_m; mean KL(reference || GGUF) about 1e-5 nats (f16), 2e-3 (q8_0), 1.3e-2 (q4_k_m).
-The pass limits leave roughly 5-10x headroom over those values so that ordinary quantization
-noise passes, and a damaged tensor (KL in whole nats, top-1 agreement near 0) fails. Perplexity
-ratios: llama.cpp quantizes activations to 8 bits in its CPU matmuls, so even f16 differs from
-transformers by a few percent.
+Where the default thresholds come from: the real Gemma 3 270M (Tunesmith's built-in base model,
+imported as a bf16 folder), exported with :func:`engine.export.export_gguf` and compared with its
+transformers model in fp32 on three short chat rows (``tests/engine/test_verify.py``; measured
+with llama-cpp-python 0.3.36 on this project's 2-core CPU test machine):
+
+======  ======  ==============  ==========================  ===========
+type    top-1   mean KL (nats)  perplexity GGUF / reference  file size
+======  ======  ==============  ==========================  ===========
+f16     1.0     5.6e-6          79.54 / 79.52               526 MiB
+q8_0    1.0     6.6e-3          79.65 / 79.52               286 MiB  
+q4_k_m  1.0     8.3e-3          77.65 / 79.52               249 MiB
+======  ======  ==============  ==========================  ===========
+
+The built-in model's weights were themselves dequantized from Q4_K_M, so re-quantizing to
+q4_k_m loses little here; for an ordinary 16-bit checkpoint llama.cpp's own KL statistics
+(``llama-perplexity --kl-divergence``) put q4_k_m around 0.02-0.05 nats. The pass limits
+therefore leave about 5x headroom over those values, so ordinary quantization noise passes,
+while a damaged tensor (one scrambled norm: KL 65 nats, top-1 agreement 0) fails by orders of
+magnitude. Perplexity ratios: llama.cpp quantizes activations to 8 bits in its CPU matmuls, so
+even f16 may differ from transformers by a few percent; 10% warns, 50% fails.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ STATUSES = ("pass", "warn", "fail")  # in increasing severity
 # the most lenient row ("q4_k_m").
 TOP1_PASS = {"f32": 0.99, "f16": 0.99, "bf16": 0.99, "q8_0": 0.9, "q6_k": 0.85,
              "q5_k_m": 0.85, "q4_k_m": 0.8}
-KL_PASS = {"f32": 1e-3, "f16": 1e-3, "bf16": 1e-2, "q8_0": 0.02, "q6_k": 0.04,
+KL_PASS = {"f32": 1e-3, "f16": 1e-3, "bf16": 1e-2, "q8_0": 0.03, "q6_k": 0.04,
            "q5_k_m": 0.06, "q4_k_m": 0.1}
 LENIENT = "q4_k_m"
 
