@@ -91,10 +91,24 @@ class VerificationReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``path``, ``quant``, ``bytes``, ``overall``, ``checks``, ``metrics``)."""
-        return {"path": self.path, "quant": self.quant, "bytes": self.bytes,
-                "overall": self.overall, "checks": [asdict(c) for c in self.checks],
-                "metrics": dict(self.metrics)}
+        """A strict-JSON dict (``path``, ``quant``, ``bytes``, ``overall``, ``checks``,
+        ``metrics``); infinite or NaN numbers (e.g. the perplexity of a broken file) become
+        ``None``."""
+        return _finite({"path": self.path, "quant": self.quant, "bytes": self.bytes,
+                        "overall": self.overall, "checks": [asdict(c) for c in self.checks],
+                        "metrics": dict(self.metrics)})
+
+
+def _finite(value: Any) -> Any:
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,

@@ -78,11 +78,12 @@ def test_thresholds_validated() -> None:
 
 
 def test_report_overall_dict_and_side_by_side() -> None:
-    checks = [Check("a", "pass", 1.0, "t", "e"), Check("b", "warn", 2, "t", "e")]
+    checks = [Check("a", "pass", 1.0, "t", "e"), Check("b", "warn", {"ratio": float("inf")}, "t", "e")]
     report = VerificationReport("/x/m-q8_0.gguf", "q8_0", 10, checks, {"top1_agreement": 1.0})
     assert worst([]) == "pass" and report.overall == "warn"
-    data = json.loads(json.dumps(report.to_dict()))
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["overall"] == "warn" and data["checks"][1]["name"] == "b"
+    assert data["checks"][1]["value"] == {"ratio": None}
     failing = VerificationReport("/x/m-q4.gguf", "q4_k_m", 5, [Check("c", "fail", 0, "t", "e")], {})
     rows = quantization_report([report, failing])
     assert [(r["file"], r["overall"], r["failed"]) for r in rows] == [
@@ -221,3 +222,16 @@ def test_perturbed_tensor_fails(export, gemma_hf_dir: Path, tmp_path: Path) -> N
     assert report.check("mean_kl").status == "fail"
     assert report.check("top1_agreement").status in ("warn", "fail")
     assert report.check("chat_template").status == "pass"  # metadata untouched
+
+
+@pytest.mark.parametrize("file_type, expected", [(15, "q4_k_m"), (7, "q8_0"), (1, "f16"),
+                                                 (0, "f32"), (None, "unknown")])
+def test_file_quant_from_metadata(tmp_path: Path, file_type: int | None, expected: str) -> None:
+    from engine.gguf_layout import encode_kv
+    from engine.verify import file_quant
+
+    # File types from llama.cpp's llama.h (LLAMA_FTYPE_MOSTLY_Q4_K_M = 15, ..._Q8_0 = 7).
+    kvs = [] if file_type is None else [encode_kv("general.file_type", file_type)]
+    path = tmp_path / "header-only.gguf"
+    path.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 0, len(kvs)) + b"".join(kvs))
+    assert file_quant(path) == expected
