@@ -62,6 +62,10 @@ def _report(window: Any) -> int:
         print(f"smoke: FAILED: jobs still running after the wait: {', '.join(pending)}")
     models = [m["name"] for m in window.ctx.store.base_models()]
     print(f"smoke: device: {window.device_label.text()}; base models: {models or 'none'}")
+    if not models:  # the built-in Gemma is prepared at first start
+        failures += 1
+        print(f"smoke: FAILED: no base model; status bar: "
+              f"{window.statusBar().currentMessage() or '(empty)'}")
     for name in LAZY_MODULES:
         try:
             module = importlib.import_module(name)
