@@ -650,15 +650,18 @@ def _run_template(app: App, train_run_id: int) -> str | None:
 def _evaluate(app: App, run_id: int, train: dict[str, Any], val: list[dict[str, Any]],
               template: str | None, gguf: Path | None, generate: int,
               max_new_tokens: int) -> dict[str, dict[str, Any]]:
+    from engine.replies import evaluate_hf
+
     max_length = train["config"]["train"]["max_length"]
     base_path = train["config"]["base_model_path"]
     results = {}
     for label, adapter in (("before", None), ("after", train["adapter_dir"])):
         app.console.info(f"Evaluating {'the base model' if adapter is None else 'the fine-tuned model'} "
                          f"on {len(val)} held-out conversations...")
-        results[label] = score_model(app, base_path, adapter, val, template=template,
+        results[label] = evaluate_hf(base_path, val, adapter_dir=adapter, template=template,
                                      max_length=max_length, generate=generate,
-                                     max_new_tokens=max_new_tokens)
+                                     max_new_tokens=max_new_tokens, report=app.report,
+                                     cancel=app.cancel)
     if gguf is not None:
         from engine.evaluate import perplexity_gguf
 
@@ -670,27 +673,6 @@ def _evaluate(app: App, run_id: int, train: dict[str, Any], val: list[dict[str, 
                                              for name, value in values.items()
                                              if isinstance(value, (int, float))])
     return results
-
-
-def score_model(app: App, model_dir: str, adapter_dir: str | None, rows: list[dict[str, Any]], *,
-                template: str | None, max_length: int, generate: int,
-                max_new_tokens: int) -> dict[str, Any]:
-    """Perplexity on every row; BLEU and ROUGE-L of greedy replies to the first ``generate``."""
-    from engine.evaluate import load_hf, perplexity_of_loaded
-    from engine.metrics import corpus_bleu, rouge_l
-    from engine.replies import replies_of_loaded, split_reply
-
-    loaded = load_hf(model_dir, adapter_dir=adapter_dir, template=template)
-    ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=app.report,
-                               cancel=app.cancel)
-    sample = rows[:generate]
-    replies = replies_of_loaded(loaded, sample, max_new_tokens=max_new_tokens, report=app.report,
-                                cancel=app.cancel)
-    references = [split_reply(row, i)[1] for i, row in enumerate(sample)]
-    bleu = corpus_bleu(replies, references)
-    return {"perplexity": ppl.perplexity, "perplexity_flagged": ppl.flagged,
-            "bos_policy": ppl.bos_policy, "bleu": bleu.score, "bleu_tokenize": bleu.tokenize,
-            "rouge_l": rouge_l(replies, references).f1, "replies": replies}
 
 
 def cmd_eval(app: App) -> int:

@@ -159,22 +159,33 @@ def _last_logits(rows: Any) -> Any:
 def evaluate_hf(model_dir: str | os.PathLike[str], rows: list[dict], *,
                 adapter_dir: str | os.PathLike[str] | None = None,
                 template: ChatTemplate | str | None = None, max_length: int = 1024,
-                max_new_tokens: int = 128, report: Reporter = ignore_progress,
+                max_new_tokens: int = 128, generate: int | None = None,
+                report: Reporter = ignore_progress,
                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Perplexity, BLEU and ROUGE-L of one model (+ adapter) on validation rows.
 
+    Perplexity covers every row; BLEU and ROUGE-L score greedy replies to the first
+    ``generate`` rows (all rows when ``None``) against each row's last assistant turn.
+
     Returns:
         ``{"perplexity", "perplexity_flagged", "bos_policy", "bleu", "bleu_tokenize",
-        "rouge_l", "replies"}``.
+        "rouge_l", "replies"}`` (BLEU 0-100, ROUGE-L F1 0-1; ``None`` for both when no reply
+        was generated).
     """
     loaded = load_hf(model_dir, adapter_dir=adapter_dir, template=template)
     ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=report, cancel=cancel)
-    replies = replies_of_loaded(loaded, rows, max_new_tokens=max_new_tokens, report=report, cancel=cancel)
-    references = [split_reply(row, i)[1] for i, row in enumerate(rows)]
-    bleu = corpus_bleu(replies, references)
-    return {"perplexity": ppl.perplexity, "perplexity_flagged": ppl.flagged,
-            "bos_policy": ppl.bos_policy, "bleu": bleu.score, "bleu_tokenize": bleu.tokenize,
-            "rouge_l": rouge_l(replies, references).f1, "replies": replies}
+    result: dict[str, Any] = {"perplexity": ppl.perplexity, "perplexity_flagged": ppl.flagged,
+                              "bos_policy": ppl.bos_policy, "bleu": None, "bleu_tokenize": None,
+                              "rouge_l": None, "replies": []}
+    sample = rows if generate is None else rows[:generate]
+    if sample:
+        replies = replies_of_loaded(loaded, sample, max_new_tokens=max_new_tokens, report=report,
+                                    cancel=cancel)
+        references = [split_reply(row, i)[1] for i, row in enumerate(sample)]
+        bleu = corpus_bleu(replies, references)
+        result.update(bleu=bleu.score, bleu_tokenize=bleu.tokenize,
+                      rouge_l=rouge_l(replies, references).f1, replies=replies)
+    return result
 
 
 def compare_models(model_dir: str | os.PathLike[str], adapter_dir: str | os.PathLike[str],

@@ -1,8 +1,8 @@
 """Scoring a model for the Evaluate tab (no Qt): perplexity, BLEU and ROUGE-L.
 
-Mirrors the CLI's ``score_model`` in ``main.py``: perplexity over every validation row, and
-BLEU/ROUGE-L of greedy replies to the first ``generate`` rows against their last assistant
-turn. The same job body scores the base model and the fine-tuned one, so both see the same
+Uses the engine's :func:`engine.replies.evaluate_hf`, like ``main.py eval``: perplexity over
+every validation row, and BLEU/ROUGE-L of greedy replies to the first ``generate`` rows against
+their last assistant turn. The same job body scores the base model and the fine-tuned one, so both see the same
 rows, template and length limit.
 """
 
@@ -19,38 +19,13 @@ METRICS = (("perplexity", "Perplexity", False), ("bleu", "BLEU (0-100)", True),
 def score_model(model_dir: Path, adapter_dir: Path | None, rows: list[dict[str, Any]], *,
                 template: str | None, max_length: int, generate: int, max_new_tokens: int,
                 report: Any, cancel: Any) -> dict[str, Any]:
-    """Perplexity on ``rows``; BLEU and ROUGE-L of greedy replies to the first ``generate``.
+    """Perplexity on ``rows``; BLEU and ROUGE-L of greedy replies to the first ``generate``
+    (:func:`engine.replies.evaluate_hf`, the same scoring as ``main.py eval``)."""
+    from engine.replies import evaluate_hf
 
-    Args:
-        model_dir: the base model's Hugging Face folder.
-        adapter_dir: the run's LoRA adapter, or ``None`` for the base model.
-        rows: validation conversations (``{"messages": [...]}``).
-        template: the chat template the run trained with (Jinja source), ``None``: the model's.
-        max_length: tokens per example, as in training.
-        generate: how many rows get a generated reply (BLEU/ROUGE-L are skipped when 0).
-        max_new_tokens: length limit of each reply, in tokens.
-
-    Returns:
-        ``{"perplexity", "perplexity_flagged", "bleu", "bleu_tokenize", "rouge_l", "replies"}``
-        (BLEU 0-100, ROUGE-L F1 0-1; ``None`` for the two when nothing was generated).
-    """
-    from engine.evaluate import load_hf, perplexity_of_loaded
-    from engine.metrics import corpus_bleu, rouge_l
-    from engine.replies import replies_of_loaded, split_reply
-
-    loaded = load_hf(model_dir, adapter_dir=adapter_dir, template=template)
-    ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=report, cancel=cancel)
-    result: dict[str, Any] = {"perplexity": ppl.perplexity, "perplexity_flagged": ppl.flagged,
-                              "bleu": None, "bleu_tokenize": None, "rouge_l": None, "replies": []}
-    sample = rows[:generate]
-    if sample:
-        replies = replies_of_loaded(loaded, sample, max_new_tokens=max_new_tokens, report=report,
-                                    cancel=cancel)
-        references = [split_reply(row, i)[1] for i, row in enumerate(sample)]
-        bleu = corpus_bleu(replies, references)
-        result.update(bleu=bleu.score, bleu_tokenize=bleu.tokenize,
-                      rouge_l=rouge_l(replies, references).f1, replies=replies)
-    return result
+    return evaluate_hf(model_dir, rows, adapter_dir=adapter_dir, template=template,
+                       max_length=max_length, generate=generate, max_new_tokens=max_new_tokens,
+                       report=report, cancel=cancel)
 
 
 def score_before_after(score: Callable[..., dict[str, Any]], model_dir: Path, adapter_dir: Path,
