@@ -3,7 +3,8 @@
 The data is realistic but cheap to make: the demo's dataset (the English ChatterBot corpus,
 imported with the real importer), the built-in Gemma 3 270M model record, two training runs
 whose loss curves follow the shape of the demo run (a decaying curve with noise, written as
-metrics; no model is trained here), an export result and a saved chat. Engine work that would
+metrics; no model is trained here, so the curves are illustrative), an export result and a
+saved chat whose replies are real answers of the demo's fine-tuned model. Engine work that would
 need a model is replaced by the fakes the GUI tests use, so the script runs in seconds offscreen.
 """
 
@@ -25,14 +26,11 @@ GEMMA_TEMPLATE = ("{{ bos_token }}{% for message in messages %}<start_of_turn>"
                   "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
                   "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
                   "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-CHAT = [("user", "Hi! Can you tell me what a LoRA adapter is?"),
-        ("assistant", "Sure! A LoRA adapter is a small set of extra weights trained on top of a "
-                      "frozen model. Instead of changing every weight, it learns two thin "
-                      "matrices per layer, so training is fast and the file stays small."),
-        ("user", "And why export to GGUF?"),
-        ("assistant", "GGUF is the file format llama.cpp reads. Merging the adapter and "
-                      "exporting to GGUF lets you chat with your model offline, in Tunesmith, "
-                      "Ollama or LM Studio.")]
+# Real exchanges: held-out ChatterBot questions and what the demo's fine-tuned Gemma 3 270M
+# (q8_0 GGUF, llama.cpp, greedy) answered when `main.py demo` ran on 2 CPU cores.
+CHAT = [("user", "You are immortal"), ("assistant", "I am immortal."),
+        ("user", "You can not clone"), ("assistant", "I am not a clone."),
+        ("user", "When will you fight"), ("assistant", "I'm not sure.")]
 
 
 def loss_curve(steps: int, seed: int, floor: float) -> list[tuple[int, float]]:
