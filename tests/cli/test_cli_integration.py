@@ -49,8 +49,6 @@ def test_demo_summary(demo_run: dict, capsys: pytest.CaptureFixture[str]) -> Non
     values = {m["name"]: m["value"] for m in shown["metrics"]}
     assert 1 < values["perplexity_before"] < 1e4 and 1 < values["perplexity_after"] < 1e4
     assert 1 < values["perplexity_gguf"] < 1e4
-    # q8_0 through llama.cpp and the merged model in fp32 score the same text alike.
-    assert abs(values["perplexity_gguf"] / values["perplexity_after"] - 1) < 0.1
 
 
 def test_f16_export_chat_and_next_token_agreement(demo_run: dict, capsys) -> None:
@@ -65,6 +63,7 @@ def test_f16_export_chat_and_next_token_agreement(demo_run: dict, capsys) -> Non
     assert code == 0 and reply["finish_reason"] in ("stop", "length")
     assert "<start_of_turn>" not in reply["reply"] and "<end_of_turn>" not in reply["reply"]
 
+    from engine.evaluate import perplexity_gguf, perplexity_hf
     from engine.replies import next_token_agreement
 
     code, merges = run(capsys, data, "runs", "list", "--kind", "merge")
@@ -74,3 +73,33 @@ def test_f16_export_chat_and_next_token_agreement(demo_run: dict, capsys) -> Non
                ("Hello", "What is your name?", "Do you like music?", "Tell me a joke.")]
     agreement = next_token_agreement(merged, f16, prompts)
     assert agreement.top1_agreement == 1.0, agreement.per_prompt
+
+    # Perplexity on the run's own held-out rows: transformers on the merged folder vs
+    # llama.cpp on the GGUFs converted from it. f16 must match; q8_0 is reported (measured
+    # here: +10% on a 3-step run, 0.1% after the demo's 60 steps; see the closing note).
+    code, exports = run(capsys, data, "runs", "list", "--kind", "export")
+    q8 = [a for a in storage_artifacts(data, exports[-1]["id"]) if a["kind"] == "gguf"][0]["path"]
+    val = held_out_rows(data, merges[0]["parent_run_id"])[:8]
+    hf = perplexity_hf(merged, val, max_length=96)
+    for gguf, tolerance in ((f16, 0.01), (q8, 0.25)):
+        gg = perplexity_gguf(gguf, val, max_length=96, tokenizer_dir=merged)
+        assert gg.tokens == hf.tokens
+        assert abs(gg.perplexity / hf.perplexity - 1) < tolerance, (gguf, gg.perplexity, hf.perplexity)
+
+
+def storage_artifacts(data: Path, run_id: int) -> list[dict]:
+    import storage
+
+    return storage.list_artifacts(storage.open_database(data), run_id)
+
+
+def held_out_rows(data: Path, train_run_id: int) -> list[dict]:
+    """The validation split of a train run, recomputed the way the run made it."""
+    import storage
+    from engine.data import split_examples
+
+    db = storage.open_database(data)
+    train = storage.get_run(db, train_run_id)
+    rows = list(storage.iter_examples(db, train["dataset_id"]))
+    return split_examples(rows, validation_fraction=train["config"]["validation_fraction"],
+                          seed=train["config"]["train"]["seed"])[1]
