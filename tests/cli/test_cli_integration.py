@@ -79,6 +79,9 @@ def test_f16_export_chat_and_next_token_agreement(demo_run: dict, capsys) -> Non
     # here: +10% on a 3-step run, 0.1% after the demo's 60 steps; see the closing note).
     code, exports = run(capsys, data, "runs", "list", "--kind", "export")
     q8 = [a for a in storage_artifacts(data, exports[-1]["id"]) if a["kind"] == "gguf"][0]["path"]
+    q8_agreement = next_token_agreement(merged, q8, prompts)  # reported, not required to be 1
+    print(f"q8_0 top-1 agreement {q8_agreement.top1_agreement:.2f}, mean KL {q8_agreement.mean_kl:.2e}")
+    assert q8_agreement.top1_agreement >= 0.5, q8_agreement.per_prompt
     val = held_out_rows(data, merges[0]["parent_run_id"])[:8]
     hf = perplexity_hf(merged, val, max_length=96)
     for gguf, tolerance in ((f16, 0.01), (q8, 0.25)):
