@@ -39,8 +39,11 @@ def test_only_one_heavy_job_at_a_time(qtbot):
     with qtbot.waitSignal(light.succeeded, timeout=5000) as blocker:
         pass
     assert blocker.args == [7]  # the light lane is not blocked by the heavy job
-    gate.set()
-    qtbot.waitSignal(first.done, timeout=5000)
+    # A waitSignal blocker must be used as a context manager: one left connected but never
+    # waited on is called from a later event loop and crashed the interpreter (segfault in
+    # pytest-qt's _quit_loop_by_signal).
+    with qtbot.waitSignal(first.done, timeout=5000):
+        gate.set()
     qtbot.waitUntil(lambda: not runner.busy)
     runner.submit("third", lambda report, cancel: None)
     assert runner.wait(5000)
