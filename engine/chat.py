@@ -20,6 +20,7 @@ import threading
 import time
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Union
 
 from engine.chat_history import check_messages, fit_history
@@ -114,25 +115,56 @@ class ChatModel:
             memory budget (see :func:`engine.llama_runtime.choose_n_ctx`).
         n_threads: CPU threads for generation; ``None`` = llama-cpp-python's default (half
             the logical CPUs).
+        adapter: a LoRA adapter GGUF (:mod:`engine.adapter_gguf`) applied on top of the base
+            ``gguf_path`` without merging; switch it later with :meth:`set_adapter`.
 
     Raises:
-        ModelLoadError: the file cannot be loaded, or neither the caller nor the GGUF gives a
-            chat template (CASES C12).
+        ModelLoadError: the file cannot be loaded, the adapter does not fit the base, or
+            neither the caller nor the GGUF gives a chat template (CASES C12).
         ConfigError: ``chat_template`` is not a known name nor Jinja text.
     """
 
     def __init__(self, gguf_path: str | os.PathLike[str], *, chat_template: str | None = None,
-                 n_ctx: int | None = None, n_threads: int | None = None) -> None:
+                 n_ctx: int | None = None, n_threads: int | None = None,
+                 adapter: str | os.PathLike[str] | None = None) -> None:
         self.info: GgufInfo = read_gguf_info(gguf_path)
         self.template = _chat_template(gguf_path, chat_template, self.info.chat_template)
         self._stops = frozenset(self.info.eog_ids) | frozenset(self.info.control_ids)
         self._busy = threading.Lock()
-        self._llama: Any = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads)
+        self._llama: Any = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads,
+                                      lora_path=adapter)
 
     @property
     def n_ctx(self) -> int:
         """The loaded context size in tokens."""
         return int(self._llama_or_raise().n_ctx())
+
+    @property
+    def adapter(self) -> Path | None:
+        """The LoRA adapter GGUF applied on the base, or ``None``."""
+        from engine.llama_lora import current_lora
+
+        return current_lora(self._llama_or_raise())
+
+    def set_adapter(self, adapter: str | os.PathLike[str] | None, scale: float = 1.0) -> None:
+        """Switch to another LoRA adapter GGUF on the same base (``None`` = base only).
+
+        Takes well under a second: the base stays loaded, only the adapter is read. Not while
+        a reply is streaming (same thread rule as :meth:`stream`).
+
+        Raises:
+            ModelLoadError: the adapter is missing or was made for another base model.
+            EngineError: the model is closed or busy with a reply.
+        """
+        from engine.llama_lora import set_lora
+
+        llama = self._llama_or_raise()
+        if not self._busy.acquire(blocking=False):
+            raise EngineError("the chat model is busy with a reply; switch adapters after it")
+        try:
+            set_lora(llama, adapter, scale)
+        finally:
+            self._busy.release()
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
         """Token ids of ``messages`` plus the generation prompt, with exactly one BOS.

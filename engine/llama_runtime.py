@@ -273,7 +273,7 @@ def choose_n_ctx(info: GgufInfo, requested: int | None = None) -> int:
 def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
                n_threads: int | None = None, logits_all: bool = False,
                n_gpu_layers: int | None = None, seed: int = 0, n_batch: int = 512,
-               lora_path: str | os.PathLike[str] | None = None) -> Any:
+               lora_path: str | os.PathLike[str] | None = None, lora_scale: float = 1.0) -> Any:
     """Load a GGUF as a ``llama_cpp.Llama`` with AMX-safe parameters and a real context size.
 
     Args:
@@ -287,17 +287,21 @@ def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
         n_gpu_layers: layers to offload; ``None`` = all on a GPU build, 0 on a CPU build.
         seed: sampling seed (0 is a valid fixed seed here).
         n_batch: tokens per decode call (also bounds the logits buffer).
-        lora_path: a GGUF LoRA adapter to apply.
+        lora_path: a LoRA adapter GGUF to apply on top (:mod:`engine.adapter_gguf` makes
+            them); switch or remove it later with :func:`engine.llama_lora.set_lora`.
+        lora_scale: multiplier of the adapter's ``alpha / rank`` scaling (1.0 = as trained).
 
     Returns:
         The loaded ``llama_cpp.Llama``; the caller owns it and must ``close()`` it.
 
     Raises:
-        ModelLoadError: the file is missing or llama.cpp cannot load it.
+        ModelLoadError: the file is missing, llama.cpp cannot load it, or the adapter does
+            not fit the model.
     """
     import llama_cpp
 
     from engine.devices import cpu_thread_count
+    from engine.llama_lora import set_lora
 
     quiet_llama_logs()
     path = _existing(gguf_path)
@@ -308,11 +312,17 @@ def load_llama(gguf_path: str | os.PathLike[str], *, n_ctx: int | None = None,
         with _model_params(use_extra_bufts=extra_bufts_safe()):
             llama = llama_cpp.Llama(
                 str(path), n_ctx=ctx, n_threads=n_threads, logits_all=logits_all,
-                n_gpu_layers=layers, n_batch=min(n_batch, ctx), verbose=False,
-                lora_path=str(lora_path) if lora_path else None)
+                n_gpu_layers=layers, n_batch=min(n_batch, ctx), verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{path}: llama.cpp could not load the model ({exc}). Check that the "
                              "file is a complete GGUF and that there is enough memory.") from exc
+    if lora_path:
+        # Not Llama(lora_path=...): that turns off mmap and fixes the adapter for the model's life.
+        try:
+            set_lora(llama, lora_path, lora_scale)
+        except ModelLoadError:
+            llama.close()
+            raise
     llama.set_seed(seed)  # set_seed keeps 0; the constructor would turn seed=0 into "random"
     return llama
 
