@@ -22,7 +22,8 @@ from storage.datasets import (create_dataset, delete_dataset, get_dataset, list_
 from storage.db import open_database, open_memory_database
 from storage.errors import Conflict, InvalidRecord, NotFound, StorageError
 from storage.examples import (add_example, count_examples, delete_example, get_example,
-                              iter_examples, search_examples, update_example)
+                              iter_examples, search_examples, search_ids, tag_counts,
+                              tag_examples, update_example)
 from storage.hashing import content_hash, file_sha256
 from storage.models import (delete_base_model, get_base_model, list_base_models,
                             register_base_model)
@@ -31,9 +32,15 @@ from storage.runs import (FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, add_metrics, 
                           finish_run, get_metrics, get_run, list_runs, mark_interrupted_runs,
                           start_run)
 from storage.validation import ROLES
+from storage.versions import (SPLITS, VERSION_OPERATIONS, checkout, create_version,
+                              diff_versions, get_version, head_version_id, list_versions,
+                              resolve_version, undo)
 
 __all__ = [
-    "ARTIFACT_KINDS", "FINAL_STATUSES", "ROLES", "RUN_KINDS", "RUN_STATUSES", "SUBDIRS",
+    "ARTIFACT_KINDS", "FINAL_STATUSES", "ROLES", "RUN_KINDS", "RUN_STATUSES", "SPLITS",
+    "SUBDIRS", "VERSION_OPERATIONS", "checkout", "create_version", "diff_versions",
+    "get_version", "head_version_id", "list_versions", "resolve_version", "search_ids",
+    "tag_counts", "tag_examples", "undo",
     "Conflict", "InvalidRecord", "NotFound", "StorageError",
     "add_artifact", "add_chat_message", "add_example", "add_metrics", "content_hash",
     "count_examples", "create_chat", "create_dataset", "data_dir", "database_file",

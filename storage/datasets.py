@@ -1,34 +1,27 @@
-"""Datasets: named, ordered collections of examples, created all-or-nothing.
+"""Datasets: named, versioned collections of examples, created all-or-nothing.
 
-A dataset row caches ``example_count`` and ``content_hash`` (see :mod:`storage.hashing`);
-every function that changes examples refreshes both in the same transaction.
+A dataset's examples live in immutable versions (:mod:`storage.versions`); the dataset row
+points at its head version and caches that version's ``example_count`` and ``content_hash``
+(see :mod:`storage.hashing`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sized
-from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlite_utils import Database
 
 from storage.db import fetch_one, is_unique_violation, update_columns, utc_now
+from storage import versions
 from storage.errors import Conflict, InvalidRecord
 from storage.hashing import ContentHasher
-from storage.migrations import FTS_INSERT_BATCH_SQL
-from storage.validation import ExampleRow, check_text, normalize_example
+from storage.validation import check_text
 
-# Rows per executemany call: big enough to amortise Python overhead, small enough that
-# progress reports (and a raised Cancelled) come several times a second.
-BATCH_SIZE = 5000
+BATCH_SIZE = versions.BATCH_SIZE
 
 ProgressCallback = Callable[[int, "int | None"], None]
-
-INSERT_EXAMPLE_SQL = (
-    "INSERT INTO examples (dataset_id, position, messages, tags, source_file, source_line)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 def _check_name(name: Any) -> str:
@@ -53,30 +46,10 @@ def _insert_dataset_row(db: Database, name: str, description: str) -> int:
     return int(cursor.lastrowid)
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
-def insert_example_rows(db: Database, dataset_id: int, first_position: int,
-                        rows: list[ExampleRow]) -> None:
-    """Insert validated rows at consecutive positions and index them for search.
-
-    Call inside a transaction, with positions ``first_position ..`` free (shift first).
-    """
-    db.conn.executemany(INSERT_EXAMPLE_SQL, [
-        (dataset_id, first_position + i, r.messages_json, r.tags_json, r.source_file,
-         r.source_line) for i, r in enumerate(rows)
-    ])
-    db.conn.execute(FTS_INSERT_BATCH_SQL,
-                    [dataset_id, first_position, first_position + len(rows) - 1])
-
-
 def create_dataset(db: Database, name: str, examples: Iterable[Mapping[str, Any]], *,
-                   description: str = "",
+                   description: str = "", params: Mapping[str, Any] | None = None,
                    on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Create a dataset with its examples in one transaction (all or nothing).
+    """Create a dataset and its version 1 (operation ``import``) in one transaction.
 
     Examples are validated and inserted in batches of :data:`BATCH_SIZE` with
     ``executemany``; 100,000 examples take a few seconds.
@@ -86,12 +59,13 @@ def create_dataset(db: Database, name: str, examples: Iterable[Mapping[str, Any]
         name: unique dataset name (surrounding spaces are removed).
         examples: example dicts in order (see :mod:`storage.validation`); any iterable.
         description: free text.
+        params: how the data was obtained (file, format, policy), stored with version 1.
         on_progress: called after each batch as ``on_progress(done, total)`` with example
             counts; ``total`` is ``None`` when ``examples`` has no ``len``. If it raises
             (e.g. a cancel token's ``Cancelled``), nothing is written and the error propagates.
 
     Returns:
-        The new dataset row (see :func:`get_dataset`).
+        The new dataset row (see :func:`get_dataset`), whose ``head_version_id`` is version 1.
 
     Raises:
         Conflict: a dataset with this name exists.
@@ -102,17 +76,18 @@ def create_dataset(db: Database, name: str, examples: Iterable[Mapping[str, Any]
     total = len(examples) if isinstance(examples, Sized) else None
     with db.atomic():
         dataset_id = _insert_dataset_row(db, name, check_text(description, "description"))
-        hasher, done = ContentHasher(), 0
-        for batch in _batches(examples, BATCH_SIZE):
-            rows = [normalize_example(example, done + i) for i, example in enumerate(batch)]
-            insert_example_rows(db, dataset_id, done, rows)
-            for row in rows:
-                hasher.update(row.messages_json, row.tags_json)
-            done += len(rows)
+        version_id = versions.new_version_row(db, dataset_id, None, "import", params,
+                                              f"imported as {name!r}")
+        done = 0
+        for batch in versions.batches(examples, BATCH_SIZE):
+            ids = versions.insert_example_dicts(db, dataset_id, batch, first_index=done)
+            db.conn.executemany(
+                "INSERT INTO version_examples (version_id, position, example_id) VALUES (?, ?, ?)",
+                [(version_id, done + i, eid) for i, eid in enumerate(ids)])
+            done += len(ids)
             if on_progress is not None:
                 on_progress(done, total)
-        db.execute("UPDATE datasets SET content_hash = ?, example_count = ? WHERE id = ?",
-                   [hasher.hexdigest(), done, dataset_id])
+        versions.finish_version(db, version_id)
     return get_dataset(db, dataset_id)
 
 
@@ -170,20 +145,3 @@ def delete_dataset(db: Database, name_or_id: int | str) -> None:
         db.execute("DELETE FROM examples_fts WHERE rowid IN"
                    " (SELECT id FROM examples WHERE dataset_id = ?)", [dataset["id"]])
         db.execute("DELETE FROM datasets WHERE id = ?", [dataset["id"]])
-
-
-def refresh_dataset_stats(db: Database, dataset_id: int) -> None:
-    """Recompute a dataset's ``content_hash`` and ``example_count`` from its stored examples.
-
-    Streams the stored canonical JSON in position order, so it costs one pass over the rows
-    (no JSON parsing). Call inside the transaction that changed the examples.
-    """
-    hasher, count = ContentHasher(), 0
-    cursor = db.conn.execute(
-        "SELECT messages, tags FROM examples WHERE dataset_id = ? ORDER BY position, id",
-        [dataset_id])
-    for messages_json, tags_json in cursor:
-        hasher.update(messages_json, tags_json)
-        count += 1
-    db.execute("UPDATE datasets SET content_hash = ?, example_count = ? WHERE id = ?",
-               [hasher.hexdigest(), count, dataset_id])

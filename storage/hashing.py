@@ -8,7 +8,9 @@ Dataset content hash (the definition runs record as ``dataset_hash``)::
     ).encode("utf-8")).hexdigest()
 
 ``messages`` is the list of ``{"role", "content"}`` dicts (system message included) and
-``tags`` the list of strings, both exactly as stored. Example order matters; ids, source file
+``tags`` the list of strings, both exactly as stored. An example that a dataset version assigns
+to a split also has ``"split": "train" | "validation" | "test"`` in its object (examples without
+a split have no such key, so data that was never split hashes as before). Example order matters; ids, source file
 and line, dataset name and description do not. An empty dataset hashes ``"[]"``.
 """
 
@@ -50,9 +52,10 @@ class ContentHasher:
         self._sha = hashlib.sha256(b"[")
         self._first = True
 
-    def update(self, messages_json: str, tags_json: str) -> None:
-        """Add one example, given its canonical messages and tags JSON text."""
-        piece = f'{{"messages":{messages_json},"tags":{tags_json}}}'
+    def update(self, messages_json: str, tags_json: str, split: str | None = None) -> None:
+        """Add one example, given its canonical messages and tags JSON text and its split."""
+        middle = "" if split is None else f',"split":{canonical_json(split)}'
+        piece = f'{{"messages":{messages_json}{middle},"tags":{tags_json}}}'
         self._sha.update(piece.encode("utf-8") if self._first else f",{piece}".encode("utf-8"))
         self._first = False
 
@@ -67,14 +70,16 @@ def content_hash(examples: Iterable[Mapping[str, Any]]) -> str:
     """Dataset content hash of example dicts (see the module docstring for the definition).
 
     Args:
-        examples: dicts with ``messages`` and optional ``tags`` (default ``[]``), in order.
+        examples: dicts with ``messages`` and optional ``tags`` (default ``[]``) and
+            ``split`` (default none), in order.
 
     Returns:
         64 lowercase hex digits.
     """
     hasher = ContentHasher()
     for example in examples:
-        hasher.update(canonical_json(example["messages"]), canonical_json(example.get("tags", [])))
+        hasher.update(canonical_json(example["messages"]), canonical_json(example.get("tags", [])),
+                      example.get("split"))
     return hasher.hexdigest()
 
 

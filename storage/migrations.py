@@ -25,7 +25,7 @@ def example_text_sql(messages_column: str) -> str:
 
 # Search index sync: updates and deletes (including ON DELETE CASCADE) go through triggers.
 # Inserts do not: a per-row FTS5 insert from a trigger was ~8x slower for a 100,000-example
-# import than one INSERT ... SELECT per batch, so storage.datasets.insert_example_rows
+# import than one INSERT ... SELECT per batch, so storage.versions.insert_examples
 # indexes each batch itself with FTS_INSERT_BATCH_SQL.
 FTS_INSERT_BATCH_SQL = (
     f"INSERT INTO examples_fts (rowid, text) SELECT id, {example_text_sql('messages')}"
@@ -129,6 +129,62 @@ _INITIAL_SCHEMA = [
 def _initial(db: Database) -> None:
     """Create every table, index, FTS5 table and trigger of the first release."""
     for statement in _INITIAL_SCHEMA:
+        db.execute(statement)
+
+
+_VERSIONS_SCHEMA = [
+    # An immutable snapshot of a dataset: an ordered list of example ids (+ split label).
+    # Example rows are shared between versions; a version that changes one example adds one
+    # example row and one mapping row per example, never a copy of the texts.
+    """CREATE TABLE dataset_versions (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        parent_id INTEGER REFERENCES dataset_versions(id) ON DELETE SET NULL,
+        operation TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        description TEXT NOT NULL DEFAULT '',
+        content_hash TEXT NOT NULL,
+        example_count INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (dataset_id, number)
+    )""",
+    """CREATE TABLE version_examples (
+        version_id INTEGER NOT NULL REFERENCES dataset_versions(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+        split TEXT,
+        PRIMARY KEY (version_id, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX version_examples_example ON version_examples(example_id, version_id)",
+    # synthetic: made by augmentation from origin_id; previous_id: the example this row edits
+    # (diffs report such pairs as "changed" instead of removed + added).
+    "ALTER TABLE examples ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE examples ADD COLUMN origin_id INTEGER",
+    "ALTER TABLE examples ADD COLUMN previous_id INTEGER",
+    "ALTER TABLE datasets ADD COLUMN head_version_id INTEGER",
+    "ALTER TABLE runs ADD COLUMN dataset_version_id INTEGER"
+    " REFERENCES dataset_versions(id) ON DELETE SET NULL",
+    # Every dataset that exists becomes version 1 of itself, in its stored order.
+    """INSERT INTO dataset_versions (dataset_id, number, operation, description, content_hash,
+        example_count, created)
+       SELECT id, 1, 'import', 'existing data', content_hash, example_count, created
+       FROM datasets""",
+    """INSERT INTO version_examples (version_id, position, example_id)
+       SELECT v.id, row_number() OVER (PARTITION BY e.dataset_id ORDER BY e.position, e.id) - 1,
+              e.id
+       FROM examples e JOIN dataset_versions v ON v.dataset_id = e.dataset_id""",
+    "UPDATE datasets SET head_version_id ="
+    " (SELECT id FROM dataset_versions v WHERE v.dataset_id = datasets.id)",
+    """UPDATE runs SET dataset_version_id = (SELECT v.id FROM dataset_versions v
+        WHERE v.dataset_id = runs.dataset_id AND v.content_hash = runs.dataset_hash)""",
+]
+
+
+@MIGRATIONS(name="0002_dataset_versions")
+def _dataset_versions(db: Database) -> None:
+    """Immutable dataset versions with lineage; runs reference the version they trained on."""
+    for statement in _VERSIONS_SCHEMA:
         db.execute(statement)
 
 

@@ -30,7 +30,8 @@ def _check_choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
 def start_run(db: Database, kind: str, config: Mapping[str, Any], *,
               base_model_id: int | None = None, dataset_id: int | None = None,
               dataset_hash: str | None = None, name: str | None = None,
-              parent_run_id: int | None = None) -> dict[str, Any]:
+              parent_run_id: int | None = None,
+              dataset_version_id: int | None = None) -> dict[str, Any]:
     """Record a job that starts now, with status ``running``.
 
     Args:
@@ -40,8 +41,10 @@ def start_run(db: Database, kind: str, config: Mapping[str, Any], *,
             so the run can be repeated exactly.
         base_model_id: the base model used, if any.
         dataset_id: the dataset used, if any.
-        dataset_hash: the dataset content hash trained on; ``None`` takes the dataset's
-            current hash when ``dataset_id`` is given.
+        dataset_hash: the dataset content hash trained on; ``None`` takes the hash of
+            ``dataset_version_id`` (default: the dataset's head) when ``dataset_id`` is given.
+        dataset_version_id: the dataset version used; ``None`` takes the dataset's head
+            when ``dataset_id`` is given.
         name: display name; default ``"<kind> <id>"``.
         parent_run_id: the run this one continues from (e.g. the train run an export uses).
 
@@ -53,15 +56,21 @@ def start_run(db: Database, kind: str, config: Mapping[str, Any], *,
         sqlite3.IntegrityError: a referenced model, dataset or parent run does not exist.
     """
     _check_choice(kind, RUN_KINDS, "run kind")
-    if dataset_hash is None and dataset_id is not None:
-        dataset_hash = fetch_one(db, "SELECT content_hash FROM datasets WHERE id = ?",
-                                 [dataset_id], f"no dataset with id {dataset_id}")["content_hash"]
+    if dataset_id is not None and dataset_version_id is None:
+        dataset_version_id = fetch_one(db, "SELECT head_version_id FROM datasets WHERE id = ?",
+                                       [dataset_id],
+                                       f"no dataset with id {dataset_id}")["head_version_id"]
+    if dataset_hash is None and dataset_version_id is not None:
+        dataset_hash = fetch_one(db, "SELECT content_hash FROM dataset_versions WHERE id = ?",
+                                 [dataset_version_id],
+                                 f"no dataset version with id {dataset_version_id}")["content_hash"]
     with db.atomic():
         cursor = db.execute(
             "INSERT INTO runs (kind, name, base_model_id, dataset_id, dataset_hash, config,"
-            " status, started, parent_run_id) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            " status, started, parent_run_id, dataset_version_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             [kind, name or "", base_model_id, dataset_id, dataset_hash,
-             json_text(config, "run config"), utc_now(), parent_run_id])
+             json_text(config, "run config"), utc_now(), parent_run_id, dataset_version_id])
         run_id = int(cursor.lastrowid)
         if not name:
             db.execute("UPDATE runs SET name = ? WHERE id = ?", [f"{kind} {run_id}", run_id])

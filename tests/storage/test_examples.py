@@ -93,11 +93,13 @@ def test_update_example_refreshes_hash_and_index(db: Database, three: dict[str, 
     assert updated["messages"] == new_messages and updated["tags"] == []
     assert storage.get_dataset(db, three["id"])["content_hash"] == _hand_hash(
         [("q0", "a0"), ("changed", "c"), ("q2", "a2")])
-    assert storage.search_examples(db, three["id"], "changed")[0]["id"] == middle["id"]
+    # Example rows are immutable: the edit is a new row in a new version, pointing back.
+    found = storage.search_examples(db, three["id"], "changed")[0]
+    assert found["id"] == updated["id"] != middle["id"] and found["previous_id"] == middle["id"]
     assert storage.search_examples(db, three["id"], "q1") == []
-    assert storage.update_example(db, middle["id"], tags=["t"])["tags"] == ["t"]
+    assert storage.update_example(db, updated["id"], tags=["t"])["tags"] == ["t"]
     with pytest.raises(storage.InvalidRecord):
-        storage.update_example(db, middle["id"], messages=[{"role": "user", "content": 5}])
+        storage.update_example(db, updated["id"], messages=[{"role": "user", "content": 5}])
 
 
 def test_delete_example_closes_gap(db: Database, three: dict[str, Any]) -> None:
@@ -110,8 +112,10 @@ def test_delete_example_closes_gap(db: Database, three: dict[str, Any]) -> None:
     assert dataset["example_count"] == 2
     assert dataset["content_hash"] == _hand_hash([("q1", "a1"), ("q2", "a2")])
     assert storage.search_examples(db, three["id"], "q0") == []
-    with pytest.raises(storage.NotFound, match=f"no example with id {first['id']}"):
+    with pytest.raises(storage.InvalidRecord, match="not in the current version"):
         storage.delete_example(db, first["id"])
+    with pytest.raises(storage.NotFound, match="no example with id 999"):
+        storage.delete_example(db, 999)
 
 
 @pytest.mark.parametrize("bad, reason", [

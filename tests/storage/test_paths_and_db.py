@@ -72,7 +72,7 @@ def test_migrations_idempotent(tmp_path: Path) -> None:
     first.close()
     second = storage.open_database(tmp_path)
     applied = [m.name for m in MIGRATIONS.applied(second)]
-    assert applied == ["0001_initial"]
+    assert applied == ["0001_initial", "0002_dataset_versions"]
     assert MIGRATIONS.pending(second) == []
     assert [d["name"] for d in storage.list_datasets(second)] == ["kept"]
     second.close()
