@@ -451,16 +451,23 @@ def do_merge(app: App, train_run_id: int) -> tuple[dict[str, Any], Any]:
         report=app.report, cancel=app.cancel))
     storage.add_metrics(app.db, run["id"], [(0, "max_logit_diff", result.max_logit_diff)])
     _add_file_artifact(app, run["id"], "merged", Path(result.path), meta={"dtype": result.dtype})
+    artifact = storage.list_artifacts(app.db, run["id"], kind="merged")[0]
+    if verify_settings(app) is not None:
+        _verify_and_store(app, train, artifact, lambda ref, rows: _verify_merged(
+            train, Path(result.path), result.dtype, ref, rows, app))
     return storage.get_run(app.db, run["id"]), result
 
 
 def cmd_merge(app: App) -> int:
     run, result = do_merge(app, app.args.run)
+    meta = storage.list_artifacts(app.db, run["id"], kind="merged")[0]["meta"] or {}
+    report = meta.get("verification")
     app.console.result({"run": run, "path": str(result.path), "dtype": result.dtype,
-                        "max_logit_diff": result.max_logit_diff},
+                        "max_logit_diff": result.max_logit_diff, "verification": report},
                        f"Merged into {result.path} ({result.dtype}; max logit difference "
-                       f"vs the adapter model {result.max_logit_diff:.3g})")
-    return EXIT_OK
+                       f"vs the adapter model {result.max_logit_diff:.3g})"
+                       + ("\n" + check_lines(report) if report else ""))
+    return EXIT_FAILED if report and report["overall"] == "fail" else EXIT_OK
 
 
 def _merged_folder(app: App, run_id: int) -> tuple[dict[str, Any], Path]:
@@ -478,8 +485,11 @@ def _merged_folder(app: App, run_id: int) -> tuple[dict[str, Any], Path]:
     return run, Path(merged[-1]["path"])
 
 
-def do_export(app: App, run_id: int, quant: str, out: Path | None = None) -> tuple[dict[str, Any], Any]:
-    """Export the merged model of a train/merge run to GGUF; returns (export run, ``ExportResult``)."""
+def do_export(app: App, run_id: int, quant: str, out: Path | None = None, *,
+              modelfile: bool = False) -> tuple[dict[str, Any], Any]:
+    """Export the merged model of a train/merge run to GGUF, verify it against the adapter
+    model (unless ``--no-verify``) and write the model card (and an Ollama Modelfile when
+    ``modelfile``) beside it; returns (export run, ``ExportResult``)."""
     from engine.export import export_gguf
 
     merge_run, folder = _merged_folder(app, run_id)
@@ -491,34 +501,249 @@ def do_export(app: App, run_id: int, quant: str, out: Path | None = None) -> tup
                             dataset_hash=merge_run["dataset_hash"], parent_run_id=merge_run["id"])
     result = run_job(app, run, lambda: export_gguf(folder, out, quant, report=app.report,
                                                     cancel=app.cancel))
-    storage.add_artifact(app.db, run["id"], "gguf", result.path, sha256=result.sha256,
-                         meta={"quant": quant, "fallbacks": list(result.fallbacks)})
+    artifact = storage.add_artifact(app.db, run["id"], "gguf", result.path, sha256=result.sha256,
+                                    meta={"quant": quant, "fallbacks": list(result.fallbacks)})
+    train = _train_run(app, merge_run["parent_run_id"])
+    verification = None
+    if verify_settings(app) is not None:
+        verification = _verify_and_store(app, train, artifact, lambda ref, rows: _verify_gguf(
+            Path(result.path), quant, ref, rows, app))
+    _write_sharing_files(app, train, folder, Path(result.path), verification, modelfile)
     return storage.get_run(app.db, run["id"]), result
 
 
+EXPORT_ALL = ("f16", "q8_0", "q4_k_m")  # what `export --quant all` writes and compares
+
+
 def cmd_export(app: App) -> int:
-    run, result = do_export(app, app.args.run, app.args.quant, app.args.out)
-    app.console.result({"run": run, "path": str(result.path), "quant": result.quant,
+    a = app.args
+    quants = EXPORT_ALL if a.quant == "all" else (a.quant,)
+    if len(quants) > 1 and a.out:
+        raise ConfigError("export: --out names one file; leave it out with --quant all (the "
+                          "files go to DATA_DIR/exports)")
+    done = [do_export(app, a.run, quant, a.out, modelfile=a.modelfile) for quant in quants]
+    results = []
+    for run, result in done:
+        meta = storage.list_artifacts(app.db, run["id"], kind="gguf")[0]["meta"] or {}
+        results.append({"run": run, "path": str(result.path), "quant": result.quant,
                         "bytes": result.bytes, "sha256": result.sha256,
-                        "fallbacks": list(result.fallbacks)},
-                       f"Wrote {result.path}\n  {result.quant}, {result.bytes / 2**20:.1f} MiB, "
-                       f"sha256 {result.sha256}")
-    return EXIT_OK
+                        "fallbacks": list(result.fallbacks),
+                        "verification": meta.get("verification")})
+    text = [f"Wrote {r['path']}\n  {r['quant']}, {r['bytes'] / 2**20:.1f} MiB, sha256 {r['sha256']}"
+            + (("\n" + check_lines(r["verification"])) if r["verification"] else "")
+            for r in results]
+    reports = [r["verification"] for r in results if r["verification"]]
+    if reports:
+        text.append("\n" + verdict_table(reports))
+    app.console.result(results[0] if len(results) == 1 else results, "\n".join(text))
+    return EXIT_FAILED if any(r.get("overall") == "fail" for r in reports) else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- verification
+
+VERIFY_ROWS, VERIFY_TOKENS = 8, 32  # about 20 s per file for Gemma 3 270M on 2 CPU cores
+
+
+def verify_settings(app: App) -> tuple[int, int] | None:
+    """(validation rows, token budget) for export verification, or ``None`` with --no-verify.
+    Commands without the options (the demo) verify with the defaults."""
+    if getattr(app.args, "no_verify", False):
+        return None
+    rows = getattr(app.args, "verify_rows", VERIFY_ROWS)
+    tokens = getattr(app.args, "verify_tokens", VERIFY_TOKENS)
+    if rows < 1 or tokens < 1:
+        raise ConfigError(f"--verify-rows ({rows}) and --verify-tokens ({tokens}) must be at "
+                          "least 1; use --no-verify to skip the verification")
+    return rows, tokens
+
+
+def _reference(app: App, train: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """The adapter-on-base reference run on the first validation rows of ``train`` (computed
+    once per train run and process: every export of one command shares it)."""
+    from engine.verify import reference_run
+
+    n_rows, budget = verify_settings(app) or (VERIFY_ROWS, VERIFY_TOKENS)
+    cache = app.__dict__.setdefault("_references", {})
+    key = (train["id"], n_rows, budget)
+    if key not in cache:
+        rows = _validation_rows(app, train)[:n_rows]
+        if not rows:
+            raise DataError(f"train run {train['id']} has no validation rows to verify with; "
+                            "train with a validation fraction above 0")
+        app.console.info(f"Verification: the fine-tuned model (adapter on base) answers "
+                         f"{len(rows)} validation conversations (up to {budget} tokens each)...")
+        cache[key] = (reference_run(
+            train["config"]["base_model_path"], rows, adapter_dir=train["adapter_dir"],
+            template=_run_template(app, train["id"]),
+            max_length=train["config"]["train"]["max_length"], max_new_tokens=budget,
+            report=app.report, cancel=app.cancel), rows)
+    return cache[key]
+
+
+def _verify_and_store(app: App, train: dict[str, Any], artifact: dict[str, Any],
+                      verify: Callable[[Any, list[dict[str, Any]]], Any]) -> dict[str, Any]:
+    """Run ``verify(reference, rows)``; store the report (or the reason it could not run) in
+    the artifact's meta and as ``<file>.verify.json``; returns the stored dict."""
+    import time
+
+    from engine.verify_merged import save_report
+
+    started = time.perf_counter()
+    try:
+        data = verify(*_reference(app, train)).to_dict()
+    except Cancelled:
+        raise
+    except (EngineError, OSError) as exc:
+        data = {"path": artifact["path"], "overall": "warn", "checks": [], "metrics": {},
+                "error": f"Verification could not run: {_message(exc)}"}
+    data["seconds_total"] = time.perf_counter() - started
+    storage.artifacts.update_artifact_meta(app.db, artifact["id"], {"verification": data})
+    save_report(data, artifact["path"])
+    app.console.info(f"Verification of {Path(artifact['path']).name}: {data['overall'].upper()} "
+                     f"({data['seconds_total']:.0f} s)")
+    return data
+
+
+def _verify_gguf(path: Path, quant: str, reference: Any, rows: list[dict[str, Any]],
+                 app: App) -> Any:
+    from engine.verify import verify_export
+
+    return verify_export(path, reference_dir=reference.model_dir, rows=rows, quant=quant,
+                         reference=reference, max_new_tokens=reference.max_new_tokens,
+                         report=app.report, cancel=app.cancel)
+
+
+def _verify_merged(train: dict[str, Any], folder: Path, dtype: str, reference: Any,
+                   rows: list[dict[str, Any]], app: App) -> Any:
+    from engine.verify_merged import verify_merged
+
+    return verify_merged(folder, reference, rows, dtype=dtype,
+                         max_length=train["config"]["train"]["max_length"],
+                         report=app.report, cancel=app.cancel)
+
+
+def _write_sharing_files(app: App, train: dict[str, Any], merged: Path, gguf: Path,
+                         verification: dict[str, Any] | None, modelfile: bool) -> None:
+    """The model card ``<name>.md`` (always) and the Ollama ``<name>.Modelfile`` (on request)
+    beside the GGUF."""
+    from engine.model_card import licence_reminder, write_model_card
+
+    name = train["config"]["base_model"]
+    try:
+        dataset = storage.get_dataset(app.db, train["dataset_id"])["name"]
+    except storage.NotFound:
+        dataset = f"dataset {train['dataset_id']} (deleted)"
+    latest = {m["name"]: m["value"] for m in storage.get_metrics(app.db, train["id"])}
+    card = gguf.with_suffix(".md")
+    write_model_card(card, base_model=name, dataset_name=dataset,
+                     dataset_hash=train.get("dataset_hash"),
+                     dataset_version=train.get("dataset_version") or train.get("dataset_version_id"),
+                     train_config=train["config"]["train"], metrics=latest,
+                     verification=verification,
+                     licence_note=licence_reminder(name, train["config"]["base_model_path"]))
+    app.console.info(f"Model card: {card}")
+    if modelfile:
+        from engine.model_card import modelfile_inputs, write_ollama_modelfile
+
+        template, stops = modelfile_inputs(merged, _run_template(app, train["id"]))
+        path = gguf.with_suffix(".Modelfile")
+        write_ollama_modelfile(path, gguf.name, chat_template_source=template,
+                               end_token_texts=stops)
+        app.console.info(f"Ollama Modelfile: {path} (run `ollama create NAME -f {path.name}` there)")
+
+
+def check_lines(report: dict[str, Any]) -> str:
+    """One line per check of a stored report: status, name, measured value, threshold."""
+    if report.get("error"):
+        return f"  verification: {report['error']}"
+    lines = [f"  verification: {report['overall'].upper()}"]
+    for c in report["checks"]:
+        lines.append(f"    [{c['status'].upper():4}] {c['name']}: {_value(c['value'])} "
+                     f"(threshold: {c['threshold']}) - {c['explanation']}")
+    return "\n".join(lines)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    return _cell(value) if not isinstance(value, str) else _cell(value.replace("\n", " "))
+
+
+def verdict_table(reports: list[dict[str, Any]]) -> str:
+    """The side-by-side quantization report of stored verification dicts (f16 / q8_0 / ...)."""
+    from engine.verify import quantization_report
+    from engine.verify_merged import report_from_dict
+
+    rows = quantization_report([report_from_dict(r) for r in reports if not r.get("error")])
+    for row in rows:
+        row["MiB"] = row["bytes"] / 2**20
+        row["failed"] = ",".join(row["failed"]) or "-"
+    return table(rows, ["quant", "MiB", "tokens_per_second", "perplexity_gguf",
+                        "perplexity_reference", "top1_agreement", "mean_kl", "stop_share",
+                        "overall", "failed"])
 
 
 # ----------------------------------------------------------------------------- chat
 
-def _gguf_for(app: App, ref: str) -> Path:
-    """A GGUF path from a file path or an export run id."""
+def _gguf_for(app: App, ref: str, kind: str = "gguf") -> Path:
+    """A GGUF path from a file path or an export run id (``kind``: ``gguf`` or ``adapter_gguf``)."""
     if str(ref).isdigit() and not Path(ref).exists():
-        ggufs = storage.list_artifacts(app.db, int(ref), kind="gguf")
+        ggufs = storage.list_artifacts(app.db, int(ref), kind=kind)
         if not ggufs:
-            raise storage.NotFound(f"run {ref} has no GGUF file; export it with `main.py export {ref}`")
+            command = "export-adapter" if kind == "adapter_gguf" else "export"
+            raise storage.NotFound(f"run {ref} has no {kind} file; export it with "
+                                   f"`main.py {command} RUN_ID`")
         return Path(ggufs[-1]["path"])
     path = Path(ref).expanduser()
     if not path.is_file():
         raise storage.NotFound(f"no GGUF file at {path}")
     return path
+
+
+def do_export_adapter(app: App, run_id: int, outtype: str = "f32",
+                      out: Path | None = None) -> tuple[dict[str, Any], Any]:
+    """Export a train run's adapter as a llama.cpp LoRA GGUF; returns (export run, result)."""
+    from engine.adapter_gguf import export_adapter_gguf
+
+    train = _train_run(app, run_id)
+    base = train["config"]["base_model_path"]
+    out = Path(out) if out else app.path("exports") / f"adapter-run{run_id}-{outtype}.gguf"
+    run = storage.start_run(app.db, "export", {"adapter_dir": train["adapter_dir"], "quant": outtype,
+                                               "kind": "adapter_gguf", "base_model_path": base,
+                                               "output_path": str(out)},
+                            base_model_id=train["base_model_id"], dataset_id=train["dataset_id"],
+                            dataset_hash=train["dataset_hash"], parent_run_id=run_id)
+    result = run_job(app, run, lambda: export_adapter_gguf(
+        train["adapter_dir"], out, base_dir=base, outtype=outtype, report=app.report,
+        cancel=app.cancel))
+    storage.add_artifact(app.db, run["id"], "adapter_gguf", result.path, sha256=result.sha256,
+                         meta={"outtype": outtype, "architecture": result.architecture,
+                               "rank": result.rank, "alpha": result.alpha, "base_model_path": base})
+    return storage.get_run(app.db, run["id"]), result
+
+
+def cmd_export_adapter(app: App) -> int:
+    run, result = do_export_adapter(app, app.args.run, app.args.outtype, app.args.out)
+    summary = {"run": run, "path": str(result.path), "outtype": result.outtype,
+               "bytes": result.bytes, "sha256": result.sha256, "rank": result.rank,
+               "alpha": result.alpha, "architecture": result.architecture}
+    text = (f"Wrote {result.path}\n  LoRA adapter for {result.architecture}, rank {result.rank}, "
+            f"alpha {result.alpha:g}, {result.outtype}, {result.bytes / 2**20:.2f} MiB, "
+            f"sha256 {result.sha256}\n  chat: main.py chat --model BASE.gguf --adapter {result.path}")
+    if app.args.verify_base:
+        from engine.adapter_verify import verify_adapter_gguf
+
+        train = _train_run(app, app.args.run)
+        report = verify_adapter_gguf(
+            _gguf_for(app, app.args.verify_base), result.path,
+            base_dir=train["config"]["base_model_path"], adapter_dir=train["adapter_dir"],
+            rows=_validation_rows(app, train)[:VERIFY_ROWS], template=_run_template(app, train["id"]),
+            report=app.report, cancel=app.cancel).to_dict()
+        summary["verification"] = report
+        text += "\n" + "\n".join(f"  [{c['status'].upper():4}] {c['name']}: {c['explanation']}"
+                                  for c in report["checks"])
+    app.console.result(summary, text)
+    return EXIT_OK
 
 
 def sampling_from_args(args: argparse.Namespace) -> Any:
@@ -532,12 +757,15 @@ def cmd_chat(app: App) -> int:
     from engine.chat import ChatDelta, ChatModel
 
     a = app.args
-    gguf = _gguf_for(app, a.model)
+    if not (a.model or a.model_option):
+        raise ConfigError("chat needs a model: a .gguf file or an export run id (MODEL or --model)")
+    gguf = _gguf_for(app, a.model or a.model_option)
+    adapter = _gguf_for(app, a.adapter, kind="adapter_gguf") if a.adapter else None
     sampling = sampling_from_args(a)
     chat = storage.create_chat(app.db, a.prompt[:40] if a.prompt else gguf.stem,
                                model_path=gguf, system_prompt=a.system or "")
     history = [{"role": "system", "content": a.system}] if a.system else []
-    with ChatModel(gguf, chat_template=a.template, n_ctx=a.n_ctx) as model:
+    with ChatModel(gguf, chat_template=a.template, n_ctx=a.n_ctx, adapter=adapter) as model:
         prompts = [a.prompt] if a.prompt else _interactive_prompts(app)
         for prompt in prompts:
             history.append({"role": "user", "content": prompt})
@@ -603,7 +831,10 @@ def cmd_runs_show(app: App) -> int:
     text = [f"run {run['id']} ({run['kind']}, {run['status']}): {run['name']}",
             f"  config: {json.dumps(run['config'], ensure_ascii=False)}"]
     text += [f"  {k}: {_cell(v)}" for k, v in sorted(latest.items())]
-    text += [f"  artifact {a['kind']}: {a['path']} ({a['bytes']} bytes)" for a in artifacts]
+    for a in artifacts:
+        text.append(f"  artifact {a['kind']}: {a['path']} ({a['bytes']} bytes)")
+        if (a.get("meta") or {}).get("verification"):
+            text.append(check_lines(a["meta"]["verification"]))
     if run["error"]:
         text.append(f"  error: {run['error']}")
     app.console.result({"run": run, "metrics": metrics, "artifacts": artifacts}, "\n".join(text))
@@ -798,6 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(commands)
     _runs_parser(commands)
     _merge_export_parsers(commands)
+    _export_adapter_parser(commands)
     _chat_parser(commands)
     _eval_parser(commands)
     _demo_parser(commands)
@@ -880,13 +1112,44 @@ def _runs_parser(commands: Any) -> None:
 def _merge_export_parsers(commands: Any) -> None:
     p = commands.add_parser("merge", help="Merge a train run's LoRA adapter into its base model.")
     p.add_argument("run", type=int, help="Train run id.")
+    _verify_arguments(p)
     p.set_defaults(handler=cmd_merge)
     p = commands.add_parser("export", help="Export a train or merge run to a GGUF file "
                             "(merging first when needed).")
     p.add_argument("run", type=int, help="Train or merge run id.")
-    p.add_argument("--quant", choices=QUANTS, default="q8_0", help="GGUF type (default q8_0).")
+    p.add_argument("--quant", choices=(*QUANTS, "all"), default="q8_0",
+                   help="GGUF type (default q8_0); 'all' writes f16, q8_0 and q4_k_m and prints "
+                   "their quantization report side by side.")
     p.add_argument("--out", type=Path, help="Output file (default: DATA_DIR/exports/...).")
+    p.add_argument("--modelfile", action="store_true", help="Also write an Ollama Modelfile "
+                   "(chat template and stop parameters) beside the GGUF.")
+    _verify_arguments(p)
     p.set_defaults(handler=cmd_export)
+
+
+def _verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", action="store_true", help="Skip the verification of the "
+                   "file against the fine-tuned model (top-1 agreement, KL, perplexity, "
+                   "stopping, special tokens, chat template).")
+    p.add_argument("--verify-rows", type=int, default=VERIFY_ROWS, metavar="N",
+                   help=f"Validation conversations the verification runs through both models "
+                   f"(default {VERIFY_ROWS}; each costs a few seconds).")
+    p.add_argument("--verify-tokens", type=int, default=VERIFY_TOKENS, metavar="N",
+                   help=f"Token budget of each greedy answer when checking that the model stops "
+                   f"by itself (default {VERIFY_TOKENS}).")
+
+
+def _export_adapter_parser(commands: Any) -> None:
+    p = commands.add_parser("export-adapter", help="Export a train run's LoRA adapter alone as "
+                            "a llama.cpp adapter GGUF (applied on the base GGUF at load time).")
+    p.add_argument("run", type=int, help="Train run id.")
+    p.add_argument("--outtype", choices=("f32", "f16"), default="f32",
+                   help="Adapter tensor type (default f32; f16 is half the size).")
+    p.add_argument("--out", type=Path, help="Output file (default: DATA_DIR/exports/...).")
+    p.add_argument("--verify-base", metavar="BASE_GGUF",
+                   help="Verify base GGUF + adapter (llama.cpp) against base + adapter "
+                   "(transformers) on the run's validation rows (file or export run id).")
+    p.set_defaults(handler=cmd_export_adapter)
 
 
 def _chat_parser(commands: Any) -> None:
@@ -894,7 +1157,11 @@ def _chat_parser(commands: Any) -> None:
 
     p = commands.add_parser("chat", help="Chat with a GGUF model through llama.cpp "
                             "(one-shot with --prompt, else interactive).")
-    p.add_argument("model", help="A .gguf file or an export run id.")
+    p.add_argument("model", nargs="?", help="A .gguf file or an export run id.")
+    p.add_argument("--model", dest="model_option", metavar="MODEL",
+                   help="The same as MODEL (e.g. the base GGUF when giving --adapter).")
+    p.add_argument("--adapter", help="A LoRA adapter GGUF (file or export-adapter run id) "
+                   "applied on top of MODEL without merging.")
     p.add_argument("--prompt", help="Ask one question and exit.")
     p.add_argument("--system", help="System prompt.")
     p.add_argument("--template", help="Chat template name or Jinja text (default: the one "
