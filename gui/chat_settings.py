@@ -29,6 +29,11 @@ class ChatSettingsPanel(QWidget):
         self.opened: list[str] = []  # GGUF files opened by hand; kept across list refreshes
         self.model_box = QComboBox(objectName="chatModel")
         self.compare_box = QComboBox(objectName="compareModel")
+        self.adapter_box = QComboBox(objectName="chatAdapter")
+        self.adapter_box.setToolTip("A LoRA adapter GGUF applied on top of the model without "
+                                    "merging (export one with Export adapter). The model must "
+                                    "be the base the adapter was trained on.")
+        self.opened_adapters: list[str] = []
         self.template_box = QComboBox(objectName="chatTemplate")
         self.template_box.addItem("from the GGUF", None)
         for name in TEMPLATE_NAMES:
@@ -52,7 +57,10 @@ class ChatSettingsPanel(QWidget):
         save_persona = QPushButton("Save as persona…")
         save_persona.clicked.connect(self._on_save_persona)
         form = QFormLayout()
+        browse_adapter = QPushButton("Open adapter GGUF…")
+        browse_adapter.clicked.connect(self._on_browse_adapter)
         for caption, widget in (("Model", self.model_box), ("", browse),
+                                ("LoRA adapter", self.adapter_box), ("", browse_adapter),
                                 ("Chat template", self.template_box),
                                 ("Compare with", self.compare_box), ("Persona", self.persona_box),
                                 ("", save_persona), ("Temperature", self.temperature),
@@ -82,6 +90,35 @@ class ChatSettingsPanel(QWidget):
                 box.addItem(text, path)
             box.blockSignals(False)
             box.setCurrentIndex(max(0, box.findData(current)) if current is not None else 0)
+        self.refresh_adapters()
+
+    def refresh_adapters(self) -> None:
+        """List exported LoRA adapter GGUFs and adapters opened by hand (keeps the choice)."""
+        found = [(f"{Path(a['path']).name} (run {a['run_id']})", a["path"])
+                 for a in self.ctx.store.artifacts(kind="adapter_gguf")]
+        known = {path for _, path in found}
+        found += [(Path(p).name, p) for p in self.opened_adapters if p not in known]
+        current = self.adapter_box.currentData()
+        self.adapter_box.blockSignals(True)
+        self.adapter_box.clear()
+        self.adapter_box.addItem("(none: the model alone)", None)
+        for text, path in found:
+            self.adapter_box.addItem(text, path)
+        self.adapter_box.setCurrentIndex(max(0, self.adapter_box.findData(current)))
+        self.adapter_box.blockSignals(False)
+
+    def add_adapter_path(self, path: str) -> None:
+        """Offer adapter GGUF ``path`` in the adapter picker and select it."""
+        if path not in self.opened_adapters:
+            self.opened_adapters.append(path)
+        if self.adapter_box.findData(path) < 0:
+            self.adapter_box.addItem(Path(path).name, path)
+        self.adapter_box.setCurrentIndex(self.adapter_box.findData(path))
+
+    def _on_browse_adapter(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "LoRA adapter GGUF", "", "GGUF (*.gguf)")
+        if path:
+            self.add_adapter_path(path)
 
     def add_model_path(self, path: str) -> None:
         """Offer ``path`` in the model pickers and select it for replies."""

@@ -26,22 +26,32 @@ BATCH_SECONDS = 0.04
 
 
 class ChatModels:
-    """Open chat models by path; used only on the chat lane's single thread."""
+    """Open chat models by path; used only on the chat lane's single thread.
+
+    A LoRA adapter GGUF is switched on the loaded base (``ChatModel.set_adapter``), so changing
+    adapters never reloads the base model.
+    """
 
     def __init__(self, open_chat: Callable[..., Any]) -> None:
         self._open = open_chat
         self._models: dict[str, Any] = {}
+        self._adapters: dict[str, str | None] = {}
 
-    def get(self, path: Path, chat_template: str | None = None) -> Any:
-        """The loaded model for ``path`` (loading it on first use).
+    def get(self, path: Path, chat_template: str | None = None, adapter: str | None = None) -> Any:
+        """The loaded model for ``path`` (loading it on first use) with ``adapter`` applied.
 
         Args:
-            path: the GGUF file.
+            path: the GGUF file (the base model when ``adapter`` is given).
             chat_template: a template name or Jinja text; ``None`` uses the GGUF's own.
+            adapter: a LoRA adapter GGUF to apply on top, or ``None`` for the model alone.
         """
         key = f"{path}\0{chat_template}"
         if key not in self._models:
             self._models[key] = self._open(str(path), chat_template=chat_template)
+            self._adapters[key] = None
+        if self._adapters[key] != adapter:
+            self._models[key].set_adapter(adapter)
+            self._adapters[key] = adapter
         return self._models[key]
 
     def close_all(self) -> None:
@@ -49,10 +59,12 @@ class ChatModels:
         for model in self._models.values():
             model.close()
         self._models.clear()
+        self._adapters.clear()
 
 
 def stream_reply(models: ChatModels, path: Path, template: str | None,
-                 messages: list[dict[str, str]], sampling: Any, report: Any, cancel: Any) -> str:
+                 messages: list[dict[str, str]], sampling: Any, report: Any, cancel: Any,
+                 adapter: str | None = None) -> str:
     """Job body: stream one reply; new text is reported as ``token`` progress events.
 
     Each event's ``message`` holds the text since the previous event (pieces are batched, at
@@ -62,7 +74,7 @@ def stream_reply(models: ChatModels, path: Path, template: str | None,
 
     pieces: list[str] = []
     sent, last = 0, time.monotonic()
-    for text in stream_text(models.get(path, template), messages, sampling, cancel):
+    for text in stream_text(models.get(path, template, adapter), messages, sampling, cancel):
         pieces.append(text)
         if time.monotonic() - last >= BATCH_SECONDS:
             report(Progress("token", len(pieces), message="".join(pieces[sent:])))

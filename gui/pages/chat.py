@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem,
                                QPlainTextEdit, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
@@ -18,6 +18,9 @@ from gui.widgets import label
 
 class ChatPage(QWidget):
     """One conversation at a time (optionally answered by a second model side by side)."""
+
+    # Emitted on the GUI thread once a LoRA adapter (path, or None) is applied on the chat lane.
+    adapter_switched = Signal(object)
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
@@ -35,6 +38,8 @@ class ChatPage(QWidget):
         panel = self.panel
         self.model_box, self.compare_box, self.template_box = (panel.model_box, panel.compare_box,
                                                                panel.template_box)
+        self.adapter_box = panel.adapter_box
+        self.adapter_box.currentIndexChanged.connect(lambda _: self._on_adapter_changed())
         self.system, self.temperature, self.top_p, self.max_tokens = (
             panel.system, panel.temperature, panel.top_p, panel.max_tokens)
         self.compare_box.currentIndexChanged.connect(
@@ -181,8 +186,10 @@ class ChatPage(QWidget):
         history = ([{"role": "system", "content": self.system.toPlainText()}]
                    if self.system.toPlainText().strip() else []) + messages
         sampling, models, template = self.panel.sampling(), self.models, self.template_box.currentData()
+        # The adapter applies to the main model; the comparison shows its model alone.
+        adapter = self.adapter_box.currentData() if view is self.transcript else None
         job = self.ctx.runner.submit("Chat", lambda report, cancel: stream_reply(
-            models, Path(path), template, history, sampling, report, cancel), lane="chat")
+            models, Path(path), template, history, sampling, report, cancel, adapter), lane="chat")
         view.append_text("")
         job.progress.connect(lambda event: view.append_text(event.message))
         job.succeeded.connect(lambda reply: self._on_reply(view, reply, save))
@@ -190,6 +197,22 @@ class ChatPage(QWidget):
         job.done.connect(lambda: self._on_job_done(job))
         self.jobs.append(job)
         self._set_busy(True)
+
+    def _on_adapter_changed(self) -> None:
+        """Apply the chosen adapter on the loaded base now (chat lane), not at the next reply."""
+        path, adapter = self.model_box.currentData(), self.adapter_box.currentData()
+        if path is None:
+            return
+        models, template = self.models, self.template_box.currentData()
+        job = self.ctx.runner.submit("Switch adapter", lambda report, cancel: models.get(
+            Path(path), template, adapter), lane="chat")
+        name = Path(adapter).name if adapter else "none"
+        job.succeeded.connect(lambda _: self._on_adapter_applied(adapter, name))
+        job.failed.connect(lambda exc: show_error(self, exc, "apply the LoRA adapter"))
+
+    def _on_adapter_applied(self, adapter: str | None, name: str) -> None:
+        self.ctx.hub.status_message.emit(f"LoRA adapter: {name}")
+        self.adapter_switched.emit(adapter)
 
     def _on_reply(self, view: Transcript, reply: str, save: bool) -> None:
         view.render()
