@@ -223,6 +223,267 @@ def _id_or_name(text: str) -> int | str:
     return int(text) if str(text).isdigit() else text
 
 
+# ----------------------------------------------------------------------------- dataset workbench
+# Every operation previews by default and makes a new dataset version only with --apply.
+
+def _head_rows(app: App) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, Any]]]]:
+    """The dataset and a function that streams its head version's examples from SQLite (each
+    call a fresh pass), so operations over 100,000 examples never hold them all at once."""
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    return dataset, lambda: storage.iter_examples(app.db, dataset["id"])
+
+
+def _config(cls: type, app: App, **extra: Any) -> Any:
+    from engine.configs import from_dict
+
+    return from_dict(cls, {**configs_cli.config_overrides(cls, app.args), **extra})
+
+
+def _finish_operation(app: App, dataset: dict[str, Any], change: Any, preview: Any,
+                      lines: list[str]) -> int:
+    """Print the preview; with --apply (and something to change) store the new version."""
+    version = None
+    if change.is_empty:
+        lines.append("Nothing to change.")
+    elif app.args.apply:
+        version = storage.create_version(app.db, dataset["id"], **change.as_kwargs())
+        lines.append(f"Made version {version['number']} of '{dataset['name']}': "
+                     f"{version['description']} ({version['example_count']} examples; "
+                     f"undo with `main.py datasets undo {dataset['name']}`)")
+    else:
+        lines.append(f"Preview only ({change.description}); add --apply to make a new version.")
+    app.console.result({"dataset": dataset["name"], "preview": _jsonable(preview),
+                        "change": change.description, "version": version}, "\n".join(lines))
+    return EXIT_OK
+
+
+def _text_tools(app: App, model: str | None) -> Any:
+    from engine.data.workbench import load_text_tools
+
+    base = ensure_base_model(app, model)
+    return load_text_tools(base["path"], template=getattr(app.args, "template", None))
+
+
+def cmd_datasets_versions(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    rows = [{**v, "head": "*" if v["id"] == dataset["head_version_id"] else "",
+             "hash": v["content_hash"][:12]} for v in storage.list_versions(app.db, dataset["id"])]
+    app.console.result(rows, table(rows, ["head", "number", "operation", "example_count",
+                                          "hash", "created", "description"]))
+    return EXIT_OK
+
+
+def cmd_datasets_diff(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    old, new = (storage.resolve_version(app.db, dataset["id"], n) for n in (app.args.old, app.args.new))
+    diff = storage.diff_versions(app.db, old, new)
+    lines = [f"version {app.args.old} -> {app.args.new}: " + ", ".join(
+        f"{n} {kind}" for kind, n in diff["counts"].items())]
+    for kind, ids in (("added", diff["added"]), ("removed", diff["removed"])):
+        for example_id in ids[:app.args.limit]:
+            lines.append(f"{'+' if kind == 'added' else '-'} #{example_id} "
+                         f"{_first_user(storage.get_example(app.db, example_id))}")
+    for old_id, new_id in diff["changed"][:app.args.limit]:
+        lines.append(f"~ #{old_id} -> #{new_id} "
+                     f"{_first_user(storage.get_example(app.db, new_id))}")
+    app.console.result(diff, "\n".join(lines))
+    return EXIT_OK
+
+
+def _first_user(example: dict[str, Any]) -> str:
+    text = next((m["content"] for m in example["messages"] if m["role"] == "user"), "")
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def cmd_datasets_undo(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    version = storage.undo(app.db, dataset["id"])
+    app.console.result(version, f"'{dataset['name']}' is back at version {version['number']} "
+                                f"({version['example_count']} examples)")
+    return EXIT_OK
+
+
+def cmd_datasets_checkout(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    version = storage.checkout(app.db, dataset["id"], app.args.number)
+    app.console.result(version, f"'{dataset['name']}' now uses version {version['number']} "
+                                f"({version['example_count']} examples)")
+    return EXIT_OK
+
+
+def cmd_datasets_dedupe(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data.dedupe import DedupeConfig, describe, find_duplicates
+    from engine.data.workbench import dedupe_change
+
+    dataset, rows = _head_rows(app)
+    config = _config(DedupeConfig, app)
+    preview = find_duplicates(rows(), config, total=dataset["example_count"], report=app.report,
+                              cancel=app.cancel)
+    change = dedupe_change(preview, to_dict(config), keep_anyway=app.args.keep or ())
+    lines = [f"{len(preview.exact_groups)} exact and {len(preview.near_groups)} near-duplicate "
+             f"groups in {preview.scanned} examples"]
+    lines += [describe(g) for g in preview.groups[:app.args.limit]]
+    return _finish_operation(app, dataset, change, preview, lines)
+
+
+def cmd_datasets_filter(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data.filters import FilterConfig, preview_filters
+    from engine.data.workbench import filter_change
+
+    dataset, rows = _head_rows(app)
+    config = _config(FilterConfig, app)
+    tools = _text_tools(app, app.args.model) if config.needs_tokenizer else None
+    preview = preview_filters(rows(), config, tokenizer=tools and tools.tokenizer,
+                              total=dataset["example_count"], report=app.report, cancel=app.cancel)
+    change = filter_change(preview, to_dict(config), keep_anyway=app.args.keep or ())
+    lines = [f"{len(preview.ids)} of {dataset['example_count']} examples flagged"
+             + (f"; {preview.truncated} would be truncated at {config.max_length} tokens"
+                if config.max_length else "")]
+    lines += [f"#{f.example_id} {f.rule}: {f.reason}" for f in preview.flags[:app.args.limit]]
+    return _finish_operation(app, dataset, change, preview, lines)
+
+
+def cmd_datasets_scrub(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data import pii
+    from engine.data.workbench import scrub_change
+
+    dataset, rows = _head_rows(app)
+    names = (tuple(n.strip() for n in Path(app.args.names_file).read_text("utf-8").splitlines()
+                   if n.strip()) if app.args.names_file else None)
+    config = _config(pii.PiiConfig, app, **({"names": names} if names else {}))
+    preview = pii.preview(rows(), config, report=app.report, cancel=app.cancel)
+    skip = json.loads(Path(app.args.skip_file).read_text("utf-8")) if app.args.skip_file else ()
+    change = scrub_change(rows(), preview, to_dict(config), skip=skip)
+    lines = [f"{len(preview.findings)} findings in {preview.examples_scanned} examples: "
+             + ", ".join(f"{k} {n}" for k, n in preview.counts.items())]
+    lines += [f"#{f.example_id} msg {f.message_index} {f.kind}: {f.text!r} -> {f.placeholder}"
+              for f in preview.findings[:app.args.limit]]
+    return _finish_operation(app, dataset, change, preview, lines)
+
+
+def _augment(app: App, make: Callable[[list[dict], Iterator[dict]], Any], params: dict) -> int:
+    from engine.data.workbench import augment_change
+
+    dataset, rows = _head_rows(app)
+    chosen = [r for r in rows() if not r["synthetic"]
+              and (not app.args.tag or app.args.tag in r["tags"])][:app.args.count]
+    preview = make(chosen, rows())
+    change = augment_change(preview, params)
+    lines = [f"{len(preview.proposed)} new examples proposed from {len(chosen)}; "
+             f"{len(preview.rejected)} variants rejected"]
+    for p in preview.proposed[:app.args.limit]:
+        lines.append(f"#{p.origin_id} {p.method}: {_first_user(p.example)}")
+    return _finish_operation(app, dataset, change, preview, lines)
+
+
+def cmd_datasets_paraphrase(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data.augment import ParaphraseConfig, paraphrase_examples
+
+    config = _config(ParaphraseConfig, app)
+    return _augment(app, lambda chosen, rows: paraphrase_examples(
+        chosen, config, existing=rows, report=app.report, cancel=app.cancel), to_dict(config))
+
+
+def cmd_datasets_backtranslate(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data.augment import BackTranslationConfig, back_translate_examples
+
+    config = _config(BackTranslationConfig, app)
+    return _augment(app, lambda chosen, rows: back_translate_examples(
+        chosen, config, existing=rows, report=app.report, cancel=app.cancel), to_dict(config))
+
+
+def cmd_datasets_synonyms(app: App) -> int:
+    from engine.configs import to_dict
+    from engine.data.augment import SynonymConfig, synonym_examples
+
+    config = _config(SynonymConfig, app)
+    return _augment(app, lambda chosen, rows: synonym_examples(
+        chosen, config, existing=rows, report=app.report, cancel=app.cancel), to_dict(config))
+
+
+def cmd_datasets_split(app: App) -> int:
+    from engine.data.dedupe import DedupeConfig, describe, find_leakage
+    from engine.data.splits import SplitConfig, split_dataset
+    from engine.data.workbench import split_change
+
+    dataset, rows = _head_rows(app)
+    config = _config(SplitConfig, app)
+    result = split_dataset(rows(), config, report=app.report, cancel=app.cancel)
+    change = split_change(result, config)
+    split_rows = ({**r, "split": result.assignment[r["id"]]} for r in rows()
+                  if r["id"] in result.assignment)
+    leaks = find_leakage(split_rows, DedupeConfig(), total=len(result.assignment),
+                         cancel=app.cancel)
+    lines = [change.description,
+             f"leakage check: {len(leaks)} duplicate groups cross splits"
+             + (" (run `datasets dedupe` first)" if leaks else "")]
+    lines += [f"  {describe(g)} splits {', '.join(g.splits or ())}" for g in leaks[:app.args.limit]]
+    return _finish_operation(app, dataset, change, {"split": result, "leaks": leaks}, lines)
+
+
+def cmd_datasets_stats(app: App) -> int:
+    from engine.data.stats import StatsConfig, dataset_stats
+
+    dataset, rows = _head_rows(app)
+    tools = _text_tools(app, app.args.model) if app.args.tokens else None
+    stats = dataset_stats(rows(), tokenizer=tools and tools.tokenizer, template=tools and tools.template,
+                          special=tools and tools.special, config=_config(StatsConfig, app),
+                          report=app.report, cancel=app.cancel)
+    lines = [f"{stats.examples} examples, {stats.turns} turns; roles: "
+             + ", ".join(f"{r} {n}" for r, n in stats.turns_by_role.items()),
+             f"synthetic: {stats.synthetic} ({stats.synthetic_share:.1%}); untagged {stats.untagged}",
+             "tags: " + (", ".join(f"{t} {n}" for t, n in stats.tags.items()) or "none")]
+    if stats.tokens is not None:
+        t = stats.tokens
+        lines.append(f"tokens: min {t.lengths.min}, median {t.lengths.median:g}, "
+                     f"max {t.lengths.max}; {t.too_long} longer than {t.max_length}")
+        width = max((c for _, _, c in t.histogram), default=1)
+        lines += [f"  {lo:>6}-{hi:<6} {c:>7} {'#' * round(40 * c / width)}"
+                  for lo, hi, c in t.histogram]
+    app.console.result(stats, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_datasets_template(app: App) -> int:
+    from engine.data.preview import merge_spans, preview_example
+
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    example = next(storage.iter_examples(app.db, dataset["id"], offset=app.args.example - 1,
+                                         limit=1), None)
+    if example is None:
+        raise storage.NotFound(f"'{dataset['name']}' has no example {app.args.example}")
+    tools = _text_tools(app, app.args.model)
+    shown = preview_example(tools.tokenizer, example["messages"], template=tools.template,
+                            special=tools.special)
+    body = "".join(f"[[{text}]]" if trained else text for text, trained in merge_spans(shown.tokens))
+    app.console.result(shown, f"template {shown.template}: {shown.n_trained} trained tokens "
+                              f"[[in brackets]], {shown.n_masked} masked\n{body}")
+    return EXIT_OK
+
+
+def cmd_datasets_tag(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    ids = storage.search_ids(app.db, dataset["id"], app.args.search)
+    if not ids:
+        raise DataError(f"no example of '{dataset['name']}' matches {app.args.search!r}")
+    version = storage.tag_examples(app.db, dataset["id"], ids, add=app.args.add or (),
+                                   remove=app.args.remove or ())
+    app.console.result(version, f"Made version {version['number']}: {version['description']}")
+    return EXIT_OK
+
+
+def cmd_datasets_tags(app: App) -> int:
+    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    rows = [{"tag": t, "examples": n} for t, n in storage.tag_counts(app.db, dataset["id"]).items()]
+    app.console.result(rows, table(rows, ["tag", "examples"]) if rows else "no tags")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- models
 
 def ensure_base_model(app: App, name: str | None) -> dict[str, Any]:
@@ -364,23 +625,24 @@ def do_train(app: App, dataset_ref: int | str, model: str | None, config: Any, *
              resume_from: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
     """Train a LoRA adapter on a stored dataset; returns (run record, ``TrainResult``)."""
     from engine.configs import to_dict
-    from engine.data import split_examples
     from engine.train import train_lora
 
     dataset = storage.get_dataset(app.db, dataset_ref)
     base = ensure_base_model(app, model)
-    rows = list(storage.iter_examples(app.db, dataset["id"]))
-    train_rows, val_rows = split_examples(rows, validation_fraction=validation_fraction,
-                                          seed=config.seed)
+    version_id = (resume_from or {}).get("dataset_version_id") or dataset["head_version_id"]
+    train_rows, val_rows = training_rows(app, dataset["id"], version_id,
+                                         validation_fraction=validation_fraction, seed=config.seed)
     out = (Path(resume_from["config"]["output_dir"]) if resume_from
            else unique_dir(app.path("runs"), "train"))
     run_config = {"train": to_dict(config), "validation_fraction": validation_fraction,
                   "base_model": base["name"], "base_model_path": base["path"], "output_dir": str(out)}
     run = storage.start_run(app.db, "train", run_config, base_model_id=base["id"],
-                            dataset_id=dataset["id"], name=name,
+                            dataset_id=dataset["id"], dataset_version_id=version_id, name=name,
                             parent_run_id=resume_from and resume_from["id"])
+    number = storage.get_version(app.db, version_id)["number"]
     app.console.info(f"Run {run['id']}: {len(train_rows)} training / {len(val_rows)} validation "
-                     f"conversations from '{dataset['name']}' on {base['name']} -> {out}")
+                     f"conversations from '{dataset['name']}' version {number} on {base['name']}"
+                     f" -> {out}")
     try:
         result = run_job(app, run, lambda: train_lora(
             config, base["path"], train_rows, val_rows, out, resume=resume_from is not None,
@@ -637,7 +899,7 @@ def _write_sharing_files(app: App, train: dict[str, Any], merged: Path, gguf: Pa
     card = gguf.with_suffix(".md")
     write_model_card(card, base_model=name, dataset_name=dataset,
                      dataset_hash=train.get("dataset_hash"),
-                     dataset_version=train.get("dataset_version") or train.get("dataset_version_id"),
+                     dataset_version=_dataset_version(app, train),
                      train_config=train["config"]["train"], metrics=latest,
                      verification=verification,
                      licence_note=licence_reminder(name, train["config"]["base_model_path"]))
@@ -650,6 +912,19 @@ def _write_sharing_files(app: App, train: dict[str, Any], merged: Path, gguf: Pa
         write_ollama_modelfile(path, gguf.name, chat_template_source=template,
                                end_token_texts=stops)
         app.console.info(f"Ollama Modelfile: {path} (run `ollama create NAME -f {path.name}` there)")
+
+
+def _dataset_version(app: App, train: dict[str, Any]) -> str | None:
+    """The dataset version a run trained on, as ``"<number> (id <id>)"``, when recorded."""
+    version_id = train.get("dataset_version_id")
+    get_version = getattr(storage, "get_version", None)  # dataset versions (issue 4)
+    if version_id is None:
+        return None
+    try:
+        number = get_version(app.db, version_id)["number"] if get_version else None
+    except storage.NotFound:
+        number = None
+    return f"{number} (id {version_id})" if number is not None else f"id {version_id}"
 
 
 def check_lines(report: dict[str, Any]) -> str:
@@ -843,13 +1118,21 @@ def cmd_runs_show(app: App) -> int:
 
 # ----------------------------------------------------------------------------- eval
 
-def _validation_rows(app: App, train: dict[str, Any]) -> list[dict[str, Any]]:
-    """The held-out rows of a train run: the same seeded split training used."""
-    from engine.data import split_examples
+def training_rows(app: App, dataset_id: int, version_id: int | None, *,
+                  validation_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """The (train, validation) rows of a dataset version (see
+    :func:`engine.data.workbench.train_validation_rows`)."""
+    from engine.data.workbench import train_validation_rows
 
-    rows = list(storage.iter_examples(app.db, train["dataset_id"]))
-    _, val = split_examples(rows, validation_fraction=train["config"]["validation_fraction"],
-                            seed=train["config"]["train"]["seed"])
+    rows = list(storage.iter_examples(app.db, dataset_id, version_id=version_id))
+    return train_validation_rows(rows, validation_fraction=validation_fraction, seed=seed)
+
+
+def _validation_rows(app: App, train: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out rows of a train run: the same version and split training used."""
+    _, val = training_rows(app, train["dataset_id"], train.get("dataset_version_id"),
+                           validation_fraction=train["config"]["validation_fraction"],
+                           seed=train["config"]["train"]["seed"])
     return val
 
 
@@ -1042,7 +1325,8 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
 
 
 def _datasets_parser(commands: Any) -> None:
-    sub = _group(commands, "datasets", "Import, list, show, export and delete datasets.")
+    sub = _group(commands, "datasets", "Import, list, show, export and delete datasets; clean, "
+                 "scrub, augment, tag and split them into new versions.")
     p = sub.add_parser("import", help="Import a JSONL/JSON/CSV/YAML file as a new dataset.")
     p.add_argument("file", help="The file to import (Alpaca, ShareGPT, OpenAI chat, "
                    "prompt/completion, CSV, ChatterBot YAML).")
@@ -1066,6 +1350,89 @@ def _datasets_parser(commands: Any) -> None:
     p = sub.add_parser("delete", help="Delete a dataset and its examples.")
     p.add_argument("dataset", help="Dataset name or id.")
     p.set_defaults(handler=cmd_datasets_delete)
+    _workbench_parsers(sub)
+
+
+def _workbench_parsers(sub: Any) -> None:
+    """History, diff, undo, and the preview-then-apply operations of the dataset workbench."""
+    p = _dataset_command(sub, "versions", "List a dataset's versions (* marks the head).",
+                         cmd_datasets_versions)
+    p = _dataset_command(sub, "diff", "Examples added, removed and changed between two versions.",
+                         cmd_datasets_diff, listed=True)
+    p.add_argument("old", type=int, help="Version number compared from.")
+    p.add_argument("new", type=int, help="Version number compared to.")
+    _dataset_command(sub, "undo", "Go back to the parent of the current version.", cmd_datasets_undo)
+    p = _dataset_command(sub, "checkout", "Use another version (later ones stay available).",
+                         cmd_datasets_checkout)
+    p.add_argument("number", type=int, help="Version number.")
+    from engine.data.augment import BackTranslationConfig, ParaphraseConfig, SynonymConfig
+    from engine.data.dedupe import DedupeConfig
+    from engine.data.filters import FilterConfig
+    from engine.data.pii import PiiConfig
+    from engine.data.splits import SplitConfig
+    from engine.data.stats import StatsConfig
+
+    p = _operation(sub, "dedupe", "Exact (normalised) and near (MinHash/LSH) duplicates.",
+                   cmd_datasets_dedupe, DedupeConfig)
+    p.add_argument("--keep", type=int, nargs="*", help="Example ids to keep although proposed.")
+    p = _operation(sub, "filter", "Empty turns, token length, role order, language, regex.",
+                   cmd_datasets_filter, FilterConfig)
+    p.add_argument("--keep", type=int, nargs="*", help="Example ids to keep although flagged.")
+    p.add_argument("--model", help="Base model whose tokenizer counts tokens (default: built-in).")
+    p = _operation(sub, "scrub", "Replace personal data with consistent placeholders.",
+                   cmd_datasets_scrub, PiiConfig)
+    p.add_argument("--names-file", help="A text file with one person name per line to find.")
+    p.add_argument("--skip-file", help="A JSON list of [example_id, message_index, start] "
+                   "findings to leave as they are.")
+    for name, text, handler, cls in (
+            ("paraphrase", "Paraphrase user turns with a local GGUF chat model.",
+             cmd_datasets_paraphrase, ParaphraseConfig),
+            ("backtranslate", "Back-translate user turns through a pivot language.",
+             cmd_datasets_backtranslate, BackTranslationConfig),
+            ("synonyms", "Replace words of user turns with WordNet synonyms (offline).",
+             cmd_datasets_synonyms, SynonymConfig)):
+        p = _operation(sub, name, text + " New examples are marked synthetic.", handler, cls)
+        p.add_argument("--count", type=int, default=20, help="Augment at most this many "
+                       "examples (default 20).")
+        p.add_argument("--tag", help="Only examples with this tag.")
+    p = _operation(sub, "split", "Seeded train/validation/test split, optionally stratified by "
+                   "tag, with a leakage check.", cmd_datasets_split, SplitConfig)
+    p = _dataset_command(sub, "stats", "Counts, role balance, tags, synthetic share and a "
+                         "token-length histogram.", cmd_datasets_stats)
+    configs_cli.add_config_arguments(p, StatsConfig, title="statistics")
+    p.add_argument("--tokens", action="store_true", help="Count tokens with --model's tokenizer.")
+    p.add_argument("--model", help="Base model (default: built-in).")
+    p.add_argument("--template", help="Chat template name (default: the model's).")
+    p = _dataset_command(sub, "template", "Render one example with the chat template and mark "
+                         "the trained tokens.", cmd_datasets_template)
+    p.add_argument("--example", type=int, default=1, help="1-based example number (default 1).")
+    p.add_argument("--model", help="Base model (default: built-in).")
+    p.add_argument("--template", help="Chat template name (default: the model's).")
+    p = _dataset_command(sub, "tag", "Add or remove tags on every example matching a search.",
+                         cmd_datasets_tag)
+    p.add_argument("--search", required=True, help="Full-text search; every word must occur.")
+    p.add_argument("--add", nargs="*", help="Tags to add.")
+    p.add_argument("--remove", nargs="*", help="Tags to remove.")
+    _dataset_command(sub, "tags", "Label counts of the current version.", cmd_datasets_tags)
+
+
+def _dataset_command(sub: Any, name: str, text: str, handler: Callable[[App], int], *,
+                     listed: bool = False) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    p.add_argument("dataset", help="Dataset name or id.")
+    if listed:
+        p.add_argument("--limit", type=int, default=20, help="Items listed (default 20).")
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _operation(sub: Any, name: str, text: str, handler: Callable[[App], int],
+               cls: type) -> argparse.ArgumentParser:
+    p = _dataset_command(sub, name, text + " Previews; --apply makes a new version.", handler,
+                         listed=True)
+    configs_cli.add_config_arguments(p, cls, title=f"{name} settings")
+    p.add_argument("--apply", action="store_true", help="Make a new dataset version.")
+    return p
 
 
 def _models_parser(commands: Any) -> None:
@@ -1115,7 +1482,9 @@ def _merge_export_parsers(commands: Any) -> None:
     _verify_arguments(p)
     p.set_defaults(handler=cmd_merge)
     p = commands.add_parser("export", help="Export a train or merge run to a GGUF file "
-                            "(merging first when needed).")
+                            "(merging first when needed), verify it against the fine-tuned "
+                            "model and write a model card beside it; exits 1 when a "
+                            "verification check fails.")
     p.add_argument("run", type=int, help="Train or merge run id.")
     p.add_argument("--quant", choices=(*QUANTS, "all"), default="q8_0",
                    help="GGUF type (default q8_0); 'all' writes f16, q8_0 and q4_k_m and prints "

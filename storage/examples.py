@@ -274,7 +274,8 @@ def tag_examples(db: Database, dataset_id: int, example_ids: Iterable[int], *,
 
 
 def _tag_description(add: list[str], remove: set[str], count: int) -> str:
-    parts = ([f"tagged {count} examples " + ", ".join(add)] if add else []) + (
+    noun = "example" if count == 1 else "examples"
+    parts = ([f"tagged {count} {noun} with {', '.join(add)}"] if add else []) + (
         [f"removed tag {', '.join(sorted(remove))}"] if remove else [])
     return "; ".join(parts)
 
