@@ -153,21 +153,30 @@ class App:
 # ----------------------------------------------------------------------------- datasets
 
 def cmd_datasets_import(app: App) -> int:
-    from engine.data import import_file, remove_duplicates
+    from engine.data.cleaning import unique_examples
+    from engine.data.importer import ImportResult, stream_import
 
     a = app.args
     column_map = _parse_mapping(a.column_map) if a.column_map else None
-    result = import_file(a.file, format=a.format, policy=a.policy, column_map=column_map,
-                         report=app.report, cancel=app.cancel)
-    examples, removed = (remove_duplicates(result.examples) if a.dedupe
-                         else (result.examples, 0))
+    result, removed = ImportResult(format=""), [0]
+    # Streamed from the file into one transaction: a bad row (under "refuse") or Ctrl-C rolls
+    # the whole import back, and 100,000 conversations never sit in memory at once.
+    examples = stream_import(a.file, result, format=a.format, policy=a.policy,
+                             column_map=column_map, report=app.report, cancel=app.cancel)
+    if a.dedupe:
+        examples = unique_examples(examples, removed)
     name = a.name or Path(a.file).stem
-    dataset = storage.create_dataset(app.db, name, examples, description=a.description or "")
-    summary = {"dataset": dataset, "format": result.format, "imported": len(examples),
+    dataset = storage.create_dataset(
+        app.db, name, examples, description=a.description or "",
+        params={"file": str(Path(a.file).resolve()), "format": a.format, "policy": a.policy,
+                "dedupe": bool(a.dedupe)})
+    removed = removed[0]
+    imported = dataset["example_count"]
+    summary = {"dataset": dataset, "format": result.format, "imported": imported,
                "skipped": result.skipped, "duplicates": result.duplicates,
                "duplicates_removed": removed,
                "issues": [vars(i) if hasattr(i, "__dict__") else i for i in result.issues]}
-    lines = [f"Imported {len(examples)} examples into dataset '{dataset['name']}' "
+    lines = [f"Imported {imported} examples into dataset '{dataset['name']}' "
              f"(format: {result.format}; skipped {result.skipped}, duplicates {result.duplicates}, "
              f"removed {removed})"]
     lines += [f"  line {i.line}: {i.reason}" for i in result.issues[:20]]

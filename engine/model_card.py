@@ -109,14 +109,17 @@ def write_ollama_modelfile(path: str | os.PathLike[str], gguf_name: str, *,
         handle.write(text)
 
 
-def model_card_text(*, base_model: str, dataset_name: str, dataset_hash: str,
+def model_card_text(*, base_model: str, dataset_name: str, dataset_hash: str | None,
                     train_config: dict[str, Any], metrics: dict[str, Any],
-                    verification: dict[str, Any] | None, licence_note: str) -> str:
+                    verification: dict[str, Any] | None, licence_note: str,
+                    dataset_version: str | int | None = None) -> str:
     """The Markdown of a model card (see :func:`write_model_card`)."""
+    version = [] if dataset_version is None else [f"- Version: {dataset_version}"]
     parts = [f"# Fine-tune of {base_model}", "",
              "Made with Tunesmith: a LoRA fine-tune, merged and exported to GGUF.", "",
              "## Base model", "", f"- {base_model}", "",
-             "## Dataset", "", f"- Name: {dataset_name}", f"- SHA-256: `{dataset_hash}`", "",
+             "## Dataset", "", f"- Name: {dataset_name}", *version,
+             f"- SHA-256: `{dataset_hash or 'not recorded'}`", "",
              "## Training settings", "", *_table(("Setting", "Value"), train_config.items()), "",
              "## Metrics", "", *_table(("Metric", "Value"), metrics.items()), "",
              *_verification(verification),
@@ -125,31 +128,91 @@ def model_card_text(*, base_model: str, dataset_name: str, dataset_hash: str,
 
 
 def write_model_card(path: str | os.PathLike[str], *, base_model: str, dataset_name: str,
-                     dataset_hash: str, train_config: dict[str, Any], metrics: dict[str, Any],
-                     verification: dict[str, Any] | None, licence_note: str) -> None:
+                     dataset_hash: str | None, train_config: dict[str, Any],
+                     metrics: dict[str, Any], verification: dict[str, Any] | None,
+                     licence_note: str, dataset_version: str | int | None = None) -> None:
     """Write a Markdown model card beside an export (atomically).
 
     Args:
         path: the file to write (e.g. ``<export folder>/README.md``).
         base_model: the base model's name or path.
-        dataset_name: the dataset name and version.
-        dataset_hash: the dataset's content hash (hex SHA-256).
+        dataset_name: the dataset name.
+        dataset_hash: the dataset's content hash (hex SHA-256), ``None`` if not recorded.
         train_config: training settings (``TrainConfig`` as a dict), one table row each.
         metrics: final metrics (eval loss, perplexity, BLEU ...), one table row each.
         verification: :meth:`engine.verify.VerificationReport.to_dict`, or ``None`` when the
             export was not verified (the card says so).
-        licence_note: the base model's licence reminder, shown as given.
+        licence_note: the base model's licence reminder, shown as given
+            (:func:`licence_reminder` writes one).
+        dataset_version: the dataset version (number or id), when versions are recorded.
     """
     text = model_card_text(base_model=base_model, dataset_name=dataset_name,
                            dataset_hash=dataset_hash, train_config=train_config, metrics=metrics,
-                           verification=verification, licence_note=licence_note)
+                           verification=verification, licence_note=licence_note,
+                           dataset_version=dataset_version)
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def modelfile_inputs(model_dir: str | os.PathLike[str],
+                     chat_template: str | None) -> tuple[str, list[str]]:
+    """The chat template source and the text of every end-of-generation token (EOS,
+    end-of-turn...) of a model folder, for :func:`write_ollama_modelfile`.
+
+    Args:
+        model_dir: the merged Hugging Face folder (its tokenizer).
+        chat_template: the run's template (name or Jinja text), ``None`` for the folder's own.
+    """
+    from transformers import AutoTokenizer
+
+    from engine.templates import resolve_template
+    from engine.tokens import special_tokens_for
+
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(model_dir))
+    template = resolve_template(tokenizer, chat_template)
+    special = special_tokens_for(model_dir, tokenizer, template)
+    return template.source, [str(t) for t in tokenizer.convert_ids_to_tokens(list(special.end_ids))]
+
+
+def licence_reminder(base_model: str, model_dir: str | os.PathLike[str] | None = None) -> str:
+    """A reminder of the base model's licence for the model card.
+
+    Reads the ``license:`` field of the model folder's ``README.md`` front matter (the Hugging
+    Face model card convention) when there is one; Gemma models name the Gemma Terms of Use.
+    """
+    found = _front_matter_licence(model_dir) if model_dir else None
+    lines = ["This is a derivative of the base model and is bound by its licence."]
+    if found:
+        lines.append(f"The base model's card names the licence `{found}`.")
+    if "gemma" in base_model.lower() or (found or "").lower() == "gemma":
+        lines.append("Gemma models are provided under the Gemma Terms of Use "
+                     "(https://ai.google.dev/gemma/terms) and its prohibited use policy; "
+                     "share this file only under those terms.")
+    elif not found:
+        lines.append("Check the base model's licence before sharing this file.")
+    return " ".join(lines)
+
+
+def _front_matter_licence(model_dir: str | os.PathLike[str]) -> str | None:
+    readme = os.path.join(os.fspath(model_dir), "README.md")
+    if not os.path.isfile(readme):
+        return None
+    with open(readme, encoding="utf-8", errors="replace") as handle:
+        text = handle.read(20_000)
+    if not text.startswith("---"):
+        return None
+    for line in text.split("---", 2)[1].splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("license", "licence") and value.strip():
+            return value.strip().strip("'\"")
+    return None
 
 
 def _verification(report: dict[str, Any] | None) -> list[str]:
     if report is None:
         return ["## Verification", "", "Not verified.", ""]
+    if report.get("error"):
+        return ["## Verification", "", str(report["error"]), ""]
     rows = [(c["name"], c["status"].upper(), _cell(c["value"]), c["threshold"], c["explanation"])
             for c in report["checks"]]
     return ["## Verification", "",

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import DataError
 from engine.evaluate import ABSURD_PERPLEXITY
 from engine.progress import CancelToken, Progress, Reporter, Stopwatch, ignore_progress
 from engine.templates import ChatTemplate
@@ -42,6 +43,9 @@ class ReferenceRun:
             tensors of shape ``(n_vocab,)``.
         perplexity: perplexity over the rows' assistant tokens.
         examples: the rows encoded as training encodes them (scored by the GGUF too).
+        stopped: how many greedy answers (transformers) ended with an end-of-generation id
+            within ``max_new_tokens``; ``None`` when not generated.
+        max_new_tokens: the token budget of those answers, or ``None``.
     """
 
     model_dir: Path
@@ -51,6 +55,8 @@ class ReferenceRun:
     logprobs: list[Any]
     perplexity: Any
     examples: list[Any]
+    stopped: int | None = None
+    max_new_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def _finite(value: Any) -> Any:
 def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
                   adapter_dir: str | os.PathLike[str] | None = None,
                   template: ChatTemplate | str | None = None, max_length: int = 1024,
-                  report: Reporter = ignore_progress,
+                  max_new_tokens: int | None = None, report: Reporter = ignore_progress,
                   cancel: CancelToken | None = None) -> ReferenceRun:
     """Run the validation rows through the reference model (transformers, fp32).
 
@@ -124,6 +130,9 @@ def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
         adapter_dir: a PEFT LoRA adapter applied on top, or ``None``.
         template: the run's chat template (name, Jinja text or :class:`ChatTemplate`).
         max_length: tokens per row for perplexity (left truncation, as in training).
+        max_new_tokens: when given, also answer each prompt greedily (transformers) within this
+            budget and count the answers that end with an end-of-generation id, so the stopping
+            check can tell a broken export from a model that never learned to stop.
 
     Raises:
         DataError: a row has no user turn before its last assistant turn, or no trained token.
@@ -149,8 +158,29 @@ def reference_run(reference_dir: str | os.PathLike[str], rows: list[dict], *,
     ppl = perplexity_of_loaded(loaded, rows, max_length=max_length, report=report, cancel=cancel)
     examples, _ = encode_rows(loaded.tokenizer, rows, loaded.template, loaded.special,
                               max_length=max_length, truncation="left")
+    stopped = (None if max_new_tokens is None
+               else _reference_stops(loaded, encoded, max_new_tokens, report, cancel))
     return ReferenceRun(Path(reference_dir), loaded.template, loaded.special, encoded, logprobs,
-                        ppl, examples)
+                        ppl, examples, stopped, max_new_tokens)
+
+
+def _reference_stops(loaded: Any, prompts: list[list[int]], max_new_tokens: int,
+                     report: Reporter, cancel: CancelToken | None) -> int:
+    """How many greedy transformers answers emit an end-of-generation id within the budget."""
+    import torch
+
+    end_ids = set(loaded.special.end_ids)
+    stopped = 0
+    for index, ids in enumerate(prompts):
+        _check(cancel)
+        with torch.no_grad():
+            out = loaded.model.generate(input_ids=torch.tensor([ids]), do_sample=False,
+                                        max_new_tokens=max_new_tokens,
+                                        eos_token_id=sorted(end_ids),
+                                        pad_token_id=loaded.special.pad_id)
+        stopped += any(int(t) in end_ids for t in out[0, len(ids):])
+        report(Progress("reference", index + 1, len(prompts), message="reference answers"))
+    return stopped
 
 
 def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.PathLike[str],
@@ -187,7 +217,9 @@ def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.
     from engine.llama_runtime import read_gguf_info
 
     ref = reference or reference_run(reference_dir, rows, adapter_dir=adapter_dir,
-                                     template=template, report=report, cancel=cancel)
+                                     template=template, max_new_tokens=max_new_tokens,
+                                     report=report, cancel=cancel)
+    ref_stopped = ref.stopped if ref.max_new_tokens == max_new_tokens else None
     clock = Stopwatch()
     info = read_gguf_info(gguf_path)
     quant = quant or file_quant(gguf_path)
@@ -199,7 +231,7 @@ def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.
     size = os.path.getsize(gguf_path)
     checks = [check_top1(top1, quant, thresholds), check_kl(kl, quant, thresholds),
               check_perplexity(ref.perplexity.perplexity, ppl, ppl > ABSURD_PERPLEXITY, thresholds),
-              check_stopping(gen["stopped"], len(rows), max_new_tokens, thresholds),
+              check_stopping(gen["stopped"], len(rows), max_new_tokens, thresholds, ref_stopped),
               check_template(info.chat_template, ref.template.source),
               *check_special_tokens(_gguf_ids(info), _reference_ids(ref.special)),
               check_bos_count(gen["bos_counts"], ref.special.bos_id is not None),
@@ -209,6 +241,7 @@ def verify_export(gguf_path: str | os.PathLike[str], *, reference_dir: str | os.
                     f"{gen['tokens_per_second']:.1f} generated tokens/s on this machine")]
     metrics = {"top1_agreement": top1, "mean_kl": kl, "perplexity_reference": ref.perplexity.perplexity,
                "perplexity_gguf": ppl, "stop_share": gen["stopped"] / len(rows),
+               "reference_stop_share": None if ref_stopped is None else ref_stopped / len(rows),
                "tokens_per_second": gen["tokens_per_second"], "max_new_tokens": max_new_tokens,
                "rows": len(rows), **_gguf_ids(info), "seconds": seconds}
     return VerificationReport(str(gguf_path), quant, size, checks, metrics)
@@ -277,17 +310,36 @@ def _agreement(llama: Any, ref: ReferenceRun, report: Reporter,
 
     from engine.llama_runtime import position_logits
 
-    agree, kls = 0, []
-    for index, (ids, hf) in enumerate(zip(ref.prompt_ids, ref.logprobs)):
+    gguf = []
+    for index, ids in enumerate(ref.prompt_ids):
         _check(cancel)
         rows = [logits.copy() for _, logits in position_logits(llama, ids, positions={len(ids) - 1})]
-        gguf = torch.from_numpy(rows[-1]).double()
-        # HF checkpoints may pad the vocabulary dimension; compare the shared ids only.
-        n = min(hf.shape[0], gguf.shape[0])
-        p, q = torch.log_softmax(hf[:n], -1), torch.log_softmax(gguf[:n], -1)
+        gguf.append(torch.from_numpy(rows[-1]).double())
+        report(Progress("agreement", index + 1, len(ref.prompt_ids)))
+    return compare_logprobs(ref.logprobs, gguf)
+
+
+def compare_logprobs(reference: list[Any], other: list[Any]) -> tuple[float, float]:
+    """Top-1 agreement and mean KL(reference || other) in nats over paired score rows.
+
+    Args:
+        reference, other: equal-length lists of 1-D float tensors (logits or log-probabilities)
+            over the vocabulary. HF checkpoints may pad the vocabulary dimension, so both are cut
+            to the shorter length and renormalized with log-softmax.
+
+    Raises:
+        DataError: the lists are empty or of different lengths.
+    """
+    import torch
+
+    if not reference or len(reference) != len(other):
+        raise DataError(f"cannot compare {len(reference)} reference rows with {len(other)} rows")
+    agree, kls = 0, []
+    for p_row, q_row in zip(reference, other):
+        n = min(p_row.shape[0], q_row.shape[0])
+        p, q = torch.log_softmax(p_row[:n].double(), -1), torch.log_softmax(q_row[:n].double(), -1)
         agree += int(p.argmax()) == int(q.argmax())
         kls.append(float((p.exp() * (p - q)).sum()))
-        report(Progress("agreement", index + 1, len(ref.prompt_ids)))
     return agree / len(kls), sum(kls) / len(kls)
 
 

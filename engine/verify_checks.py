@@ -148,16 +148,49 @@ def check_perplexity(reference: float, gguf: float, flagged: bool,
                  f"ratio <= {limits.ppl_ratio_warn} passes, > {limits.ppl_ratio_fail} fails", words)
 
 
-def check_stopping(stopped: int, rows: int, max_new_tokens: int,
-                   limits: VerifyThresholds) -> Check:
-    """Share of greedy answers that ended with an end-of-generation token within the budget."""
+def check_stopping(stopped: int, rows: int, max_new_tokens: int, limits: VerifyThresholds,
+                   reference_stopped: int | None = None) -> Check:
+    """Share of greedy answers that ended with an end-of-generation token within the budget.
+
+    With ``reference_stopped`` (how many of the same rows the reference model's greedy answers
+    ended within the same budget) the check blames the export only when the reference stops
+    and the GGUF does not. An untrained or undertrained model may never stop in either runtime:
+    that is a training issue, reported as a warning with advice, not an export failure.
+
+    Truth table (``stops`` = share >= ``stop_pass``):
+
+    =================  ============  =====================================================
+    reference stops    GGUF stops    status
+    =================  ============  =====================================================
+    yes                yes           pass
+    yes                no            fail below ``stop_fail``, else warn (export broke it)
+    no                 yes           pass
+    no                 no            warn (the model never stops: train longer)
+    unknown (None)     -             the GGUF share alone: pass / warn / fail
+    =================  ============  =====================================================
+    """
     share = stopped / rows if rows else 0.0
-    status = "pass" if share >= limits.stop_pass else "fail" if share < limits.stop_fail else "warn"
-    words = (f"{stopped} of {rows} answers ended by themselves within {max_new_tokens} tokens"
-             + ("" if status == "pass" else "; the model may ramble in chat apps (check the "
-                "end-of-generation ids and that training taught the end of turn)"))
-    return Check("stops", status, share, f">= {limits.stop_pass} passes, < {limits.stop_fail} fails",
-                 words)
+    gguf_stops = share >= limits.stop_pass
+    counted = f"{stopped} of {rows} answers ended by themselves within {max_new_tokens} tokens"
+    threshold = f">= {limits.stop_pass} passes, < {limits.stop_fail} fails"
+    if reference_stopped is None:
+        status = "pass" if gguf_stops else "fail" if share < limits.stop_fail else "warn"
+        return Check("stops", status, share, threshold, counted + (
+            "" if status == "pass" else "; the model may ramble in chat apps (check the "
+            "end-of-generation ids and that training taught the end of turn)"))
+    ref_share = reference_stopped / rows if rows else 0.0
+    threshold += f" when the trained model stops ({reference_stopped} of {rows} in transformers)"
+    if gguf_stops:
+        return Check("stops", "pass", share, threshold, counted)
+    if ref_share >= limits.stop_pass:
+        status = "fail" if share < limits.stop_fail else "warn"
+        return Check("stops", status, share, threshold, counted + f", but {reference_stopped} "
+                     "of the trained model's did: the export broke stopping (check the "
+                     "end-of-generation ids and the embedded chat template); re-export")
+    return Check("stops", "warn", share, threshold, counted + f", and only {reference_stopped} "
+                 "of the trained model's did: the model never learned to end its turn (a "
+                 "training issue, not the export). Train longer or on data whose answers end "
+                 "properly, or set a max-tokens limit in the chat app.")
 
 
 def check_special_tokens(gguf: dict[str, Any], reference: dict[str, Any]) -> list[Check]:

@@ -68,3 +68,19 @@ def list_artifacts(db: Database, run_id: int | None = None,
     where, params = where_equals({"run_id": run_id, "kind": kind})
     rows = db.query(f"SELECT * FROM artifacts {where} ORDER BY id DESC", params)
     return [decode(row, _JSON_COLUMNS) for row in rows]
+
+
+def update_artifact_meta(db: Database, artifact_id: int,
+                         changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into an artifact's ``meta`` (e.g. ``{"verification": {...}}`` once a
+    GGUF has been verified); returns the updated row.
+
+    Raises:
+        NotFound: no such artifact.
+        InvalidRecord: non-JSON-able values.
+    """
+    meta = dict(get_artifact(db, artifact_id).get("meta") or {})
+    meta.update(changes)
+    db.execute("UPDATE artifacts SET meta = ? WHERE id = ?",
+               [json_text(meta, "artifact meta"), artifact_id])
+    return get_artifact(db, artifact_id)

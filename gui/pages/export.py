@@ -1,4 +1,6 @@
-"""Export page: merge a run's LoRA adapter and write a GGUF (f16 / q8_0 / q4_k_m)."""
+"""Export page: merge a run's LoRA adapter, write a GGUF (f16 / q8_0 / q4_k_m), verify it against
+the trained model and show one pass/warn/fail card per exported file plus the quantization
+report side by side (issue 5)."""
 
 from __future__ import annotations
 
@@ -7,19 +9,47 @@ from typing import Any
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QProgressBar, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QProgressBar,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from engine.fileio import sha256_file
 from engine.progress import Progress
 from gui.context import AppContext
+from gui import export_verify
 from gui.errors import show_error
 from gui.jobs import Job
+from gui.pages.train import plain_example
+from gui.scoring import run_settings
+from gui.verify_card import VerifyCard, confirm_share, fill_quant_table, quant_table
 from gui.widgets import card, human_bytes, label
 
 BODY_WIDTH = 900  # a form this short reads badly stretched across a wide window
 QUANTS = (("q8_0", "q8_0 — 8-bit, near-lossless"), ("q4_k_m", "q4_k_m — 4-bit, smallest"),
           ("f16", "f16 — 16-bit, exact"))
+
+
+QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")
+
+
+def export_verify_share(engine: Any, paths: dict[str, Path], quant: str, verify: dict | None,
+                        share: dict[str, Any], report: Any, cancel: Any, *,
+                        verifier: Any = export_verify.verify_gguf,
+                        sharer: Any = export_verify.write_sharing_files) -> dict[str, Any]:
+    """Job body: merge and export (:func:`merge_and_export`), verify the GGUF against the
+    adapter model when ``verify`` (``verifier`` keyword arguments) is given, then write the
+    model card (and Modelfile) beside it. ``paths``: ``model``, ``adapter``, ``merged``,
+    ``gguf``. ``share``: ``card`` inputs, ``template``, ``modelfile``."""
+    result = merge_and_export(engine, paths["model"], paths["adapter"], paths["merged"],
+                              paths["gguf"], quant, report, cancel)
+    result["verification"] = None
+    if verify is not None:
+        report(Progress("verify", message=f"verifying {result['path'].name} against the trained model"))
+        result["verification"] = verifier(result["path"], quant, model_dir=paths["model"],
+                                          adapter_dir=paths["adapter"], report=report,
+                                          cancel=cancel, **verify)
+    sharer(result["path"], share["card"], result["verification"], merged_dir=paths["merged"],
+           template=share["template"], modelfile=share["modelfile"])
+    return result
 
 
 def merge_and_export(engine: Any, model_dir: Path, adapter_dir: Path, merged_dir: Path,
@@ -39,9 +69,12 @@ def merge_and_export(engine: Any, model_dir: Path, adapter_dir: Path, merged_dir
 class ExportPage(QWidget):
     """Pick a finished run and a quantization; shows progress and the result file."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, *, verifier: Any = export_verify.verify_gguf,
+                 sharer: Any = export_verify.write_sharing_files) -> None:
         super().__init__()
         self.ctx = ctx
+        self.verifier, self.sharer = verifier, sharer
+        self.cards: list[VerifyCard] = []
         self.job: Job | None = None
         self.result: dict[str, Any] | None = None
         self.run_box = QComboBox(objectName="exportRun")
@@ -55,18 +88,34 @@ class ExportPage(QWidget):
         self.cancel_button.clicked.connect(lambda: self.job and self.job.cancel())
         self.bar = QProgressBar(objectName="exportProgress")
         self.stage = label("", "hint")
+        self.verify_box = QCheckBox("Verify against the trained model (about a minute)",
+                                    objectName="exportVerify", checked=True)
+        self.verify_box.setToolTip("Runs up to 8 validation conversations through the trained "
+                                   "model and the GGUF: next-token agreement, KL divergence, "
+                                   "perplexity, stopping, special tokens and chat template.")
+        self.modelfile_box = QCheckBox("Also write an Ollama Modelfile",
+                                       objectName="exportModelfile")
         form = QFormLayout()
         form.addRow("Training run", self.run_box)
         form.addRow("Quantization", self.quant_box)
+        form.addRow("", self.verify_box)
+        form.addRow("", self.modelfile_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.cancel_button)
         buttons.addStretch(1)
         body = QWidget()
         body.setMaximumWidth(BODY_WIDTH)
-        outer = QHBoxLayout(self)
-        outer.addWidget(body, 1)
-        outer.addStretch(0)
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        holder = QWidget()
+        row = QHBoxLayout(holder)
+        row.addWidget(body, 1)
+        row.addStretch(0)
+        scroll.setWidget(holder)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         layout = QVBoxLayout(body)
         layout.addWidget(label("Export", "title"))
         layout.addWidget(label("Merges the LoRA adapter into its base model and writes a GGUF "
@@ -76,8 +125,17 @@ class ExportPage(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.stage)
         layout.addWidget(self._build_result())
+        layout.addWidget(label("Verification", "title"))
+        self.reports_hint = label("", "hint", wrap=True)
+        layout.addWidget(self.reports_hint)
+        self.cards_layout = QVBoxLayout()
+        layout.addLayout(self.cards_layout)
+        layout.addWidget(label("Quantization report", "hint"))
+        self.quant_table = quant_table([])
+        layout.addWidget(self.quant_table)
         layout.addStretch(1)
         ctx.hub.runs_changed.connect(self.refresh)
+        self.run_box.currentIndexChanged.connect(lambda _: self.refresh_reports())
         self.refresh()
 
     def _build_result(self) -> QWidget:
@@ -101,8 +159,48 @@ class ExportPage(QWidget):
         for run in self.ctx.store.runs():
             adapters = self.ctx.store.artifacts(run["id"], "adapter")
             if run["kind"] == "train" and run["status"] == "succeeded" and adapters:
-                self.run_box.addItem(run["name"], {**run, "adapter": adapters[0]["path"]})
+                self.run_box.addItem(run["name"], {**run, "adapter": adapters[0]["path"],
+                                                   "adapter_meta": adapters[0].get("meta") or {}})
         self.export_button.setEnabled(self.run_box.count() > 0 and self.job is None)
+        self.refresh_reports()
+
+    def stored_reports(self, train_run_id: int) -> list[dict[str, Any]]:
+        """Verification reports of the GGUFs exported from a train run (directly, or through
+        its merge run as the CLI does), newest file per path, f16 first then smaller types."""
+        store, seen, reports = self.ctx.store, set(), []
+        for artifact in store.artifacts(kind="gguf"):
+            report = (artifact.get("meta") or {}).get("verification")
+            if not report or artifact["path"] in seen or artifact["run_id"] is None:
+                continue
+            parent = store.run(artifact["run_id"]).get("parent_run_id")
+            if parent != train_run_id and (parent is None or
+                                           store.run(parent).get("parent_run_id") != train_run_id):
+                continue
+            seen.add(artifact["path"])
+            reports.append(report)
+        rank = {q: i for i, q in enumerate(QUANT_ORDER)}
+        return sorted(reports, key=lambda r: rank.get(r.get("quant"), len(rank)))
+
+    def refresh_reports(self) -> None:
+        """Show the stored reports of the selected run."""
+        run = self.run_box.currentData()
+        self.show_reports(self.stored_reports(run["id"]) if run else [])
+
+    def show_reports(self, reports: list[dict[str, Any]]) -> None:
+        """One :class:`VerifyCard` per report, and the quantization report table."""
+        for old in self.cards:
+            self.cards_layout.removeWidget(old)
+            old.hide()  # deleteLater runs only when control returns to the event loop
+            old.deleteLater()
+        self.cards = [VerifyCard(r, on_open=self.open_report_folder) for r in reports]
+        for widget in self.cards:
+            self.cards_layout.addWidget(widget)
+        fill_quant_table(self.quant_table, reports)
+        self.quant_table.setVisible(bool(reports))
+        self.reports_hint.setText(
+            "Each exported file was checked against the trained model (adapter on base) on the "
+            "run's validation conversations. Hover a check for what it means." if reports else
+            "No verified exports of this run yet.")
 
     def start(self) -> Job | None:
         """Start merge + export of the selected run on the heavy lane."""
@@ -114,12 +212,14 @@ class ExportPage(QWidget):
             out = self.ctx.store.folder("exports") / f"run-{run['id']}"
             self.export_run_id = self.ctx.store.start_run("export", {"quant": quant},
                                                           parent_run_id=run["id"])
-            engine = self.ctx.engine
+            paths = {"model": Path(model["path"]), "adapter": Path(run["adapter"]),
+                     "merged": out / "merged", "gguf": out / f"model-{quant}.gguf"}
+            verify, share = self._verify_inputs(run), self._share_inputs(run, model)
+            engine, verifier, sharer = self.ctx.engine, self.verifier, self.sharer
             job = self.ctx.runner.submit(f"Export run {run['id']} ({quant})", lambda report, cancel:
-                                         merge_and_export(engine, Path(model["path"]),
-                                                          Path(run["adapter"]), out / "merged",
-                                                          out / f"model-{quant}.gguf", quant,
-                                                          report, cancel))
+                                         export_verify_share(engine, paths, quant, verify, share,
+                                                             report, cancel, verifier=verifier,
+                                                             sharer=sharer))
         except Exception as exc:  # noqa: BLE001 - shown to the user
             show_error(self, exc, "start the export")
             return None
@@ -135,6 +235,33 @@ class ExportPage(QWidget):
         self.cancel_button.setEnabled(True)
         return job
 
+    def _verify_inputs(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """Validation rows (the run's own seeded split), template and max length, or ``None``
+        when verification is switched off."""
+        if not self.verify_box.isChecked():
+            return None
+        settings = run_settings(run)
+        rows = [plain_example(r) for r in self.ctx.store.all_examples(
+            run["dataset_id"], version_id=run.get("dataset_version_id"))]
+        _, val = self.ctx.engine.train_validation_rows(
+            rows, validation_fraction=settings["validation_fraction"], seed=settings["seed"])
+        return {"rows": list(val)[:export_verify.VERIFY_ROWS],
+                "template": run["adapter_meta"].get("template_source"),
+                "max_length": settings["max_length"]}
+
+    def _share_inputs(self, run: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+        store = self.ctx.store
+        config = run.get("config") or {}
+        card = {"base_model": model["name"], "base_model_path": model["path"],
+                "dataset_name": store.dataset(run["dataset_id"])["name"],
+                "dataset_hash": run.get("dataset_hash"),
+                "dataset_version": run.get("dataset_version") or run.get("dataset_version_id"),
+                "train_config": config.get("train", config),
+                "metrics": {name: points[-1][1] for name, points in store.metrics(run["id"]).items()
+                            if points}}
+        return {"card": card, "template": run["adapter_meta"].get("template_source"),
+                "modelfile": self.modelfile_box.isChecked()}
+
     def _on_progress(self, event: Progress) -> None:
         self.bar.setRange(0, event.total or 0)
         self.bar.setValue(event.step)
@@ -144,8 +271,10 @@ class ExportPage(QWidget):
         store = self.ctx.store
         store.add_artifact(self.export_run_id, "merged", result["merged_dir"])
         store.add_artifact(self.export_run_id, "gguf", result["path"], sha256=result["sha256"],
-                           bytes=result["bytes"], meta={"quantization": result["quant"]})
+                           bytes=result["bytes"], meta={"quantization": result["quant"],
+                                                        "verification": result.get("verification")})
         self.show_result(result)
+        self.refresh_reports()
         self._outcome = ("succeeded", None)
 
     def show_result(self, result: dict[str, Any]) -> None:
@@ -158,9 +287,15 @@ class ExportPage(QWidget):
         self.open_button.setEnabled(True)
 
     def open_folder(self) -> None:
-        """Open the folder holding the exported file in the system file manager."""
+        """Open the folder holding the exported file (after a warning if it failed verification)."""
         if self.result:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.result["path"]).parent)))
+            self.open_report_folder(self.result.get("verification")
+                                    or {"path": str(self.result["path"])})
+
+    def open_report_folder(self, report: dict[str, Any]) -> None:
+        """Open the folder of a reported file; a failed report first asks (:func:`confirm_share`)."""
+        folder = str(Path(report["path"]).parent)
+        confirm_share(self, report, lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
 
     def _finish(self, status: str, exc: BaseException | None = None) -> None:
         self.job = None

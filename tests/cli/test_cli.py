@@ -115,6 +115,13 @@ def test_models_train_runs_merge_eval_on_tiny_model(capsys, tmp_path, jsonl, tin
     assert [m["step"] for m in losses] == [1, 2, 3]
     code, merged = run(capsys, data, "merge", str(run_id))
     assert code == 0 and Path(merged["path"], "config.json").is_file()
+    # The merge is verified against the adapter on base on the validation split (1 of the 12
+    # conversations): a merge in the tiny model's float32 changes nothing measurable.
+    report = merged["verification"]
+    assert report["overall"] == "pass", report
+    assert [c["name"] for c in report["checks"]] == ["top1_agreement", "mean_kl", "perplexity"]
+    assert report["metrics"]["rows"] == 1 and report["metrics"]["mean_kl"] < 1e-6
+    assert json.loads(Path(merged["path"] + ".verify.json").read_text()) == report
     code, scores = run(capsys, data, "eval", str(run_id), "--generate", "2")
     assert code == 0
     before, after = scores["results"]["before"], scores["results"]["after"]
@@ -164,3 +171,51 @@ def test_export_of_unconvertible_model_fails_in_plain_words(capsys, tmp_path, js
     assert "error:" in err and "Traceback" not in err
     code, runs = run(capsys, data, "runs", "list", "--kind", "export")
     assert runs[0]["status"] == "failed" and runs[0]["error"]
+
+
+def fake_report(quant: str, overall: str, top1: float, speed: float, size: int) -> dict:
+    return {"path": f"/x/model-{quant}.gguf", "quant": quant, "bytes": size, "overall": overall,
+            "checks": [{"name": "top1_agreement", "status": overall, "value": top1,
+                        "threshold": ">= 0.9 passes", "explanation": "agrees"}],
+            "metrics": {"top1_agreement": top1, "mean_kl": 0.004, "perplexity_gguf": 10.5,
+                        "perplexity_reference": 10.25, "stop_share": 0.75,
+                        "tokens_per_second": speed}}
+
+
+def test_verdict_table_side_by_side() -> None:
+    reports = [fake_report("f16", "pass", 1.0, 20.0, 512 * 2**20),
+               fake_report("q4_k_m", "fail", 0.25, 55.5, 256 * 2**20)]
+    lines = main.verdict_table(reports).splitlines()
+    assert lines[0].split() == ["quant", "MiB", "tokens_per_second", "perplexity_gguf",
+                                "perplexity_reference", "top1_agreement", "mean_kl",
+                                "stop_share", "overall", "failed"]
+    assert lines[1].split() == ["f16", "512", "20", "10.5", "10.25", "1", "0.004", "0.75", "pass", "-"]
+    assert lines[2].split() == ["q4_k_m", "256", "55.5", "10.5", "10.25", "0.25", "0.004", "0.75",
+                                "fail", "top1_agreement"]
+    text = main.check_lines(reports[1])
+    assert text.splitlines() == ["  verification: FAIL",
+                                 "    [FAIL] top1_agreement: 0.25 (threshold: >= 0.9 passes) - agrees"]
+
+
+def test_runs_show_lists_stored_reports(capsys, tmp_path) -> None:
+    import storage
+
+    data = tmp_path / "d"
+    db = storage.open_database(storage.ensure_layout(data))
+    run_id = storage.start_run(db, "export", {"quant": "q8_0"})["id"]
+    storage.add_artifact(db, run_id, "gguf", "/x/model-q8_0.gguf", bytes=10,
+                         meta={"verification": fake_report("q8_0", "warn", 0.875, 40.0, 10)})
+    db.conn.close()
+    assert main.main(["--data-dir", str(data), "runs", "show", str(run_id)]) == 0
+    out = capsys.readouterr().out
+    assert "  artifact gguf: /x/model-q8_0.gguf (10 bytes)\n  verification: WARN\n" in out
+    assert "[WARN] top1_agreement: 0.875 (threshold: >= 0.9 passes)" in out
+
+
+def test_export_options_checked_before_any_work(capsys, tmp_path) -> None:
+    data = tmp_path / "d"
+    code = main.main(["--data-dir", str(data), "export", "1", "--quant", "all", "--out", "x.gguf"])
+    assert code == main.EXIT_BAD_INPUT and "--quant all" in capsys.readouterr().err
+    args = main.build_parser().parse_args(["export", "1", "--no-verify", "--modelfile"])
+    assert (args.no_verify, args.modelfile, args.verify_rows, args.verify_tokens) == (
+        True, True, main.VERIFY_ROWS, main.VERIFY_TOKENS)

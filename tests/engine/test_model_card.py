@@ -128,3 +128,27 @@ def test_model_card_unverified(tmp_path: Path) -> None:
     write_model_card(path, base_model="b", dataset_name="d", dataset_hash="h", train_config={},
                      metrics={}, verification=None, licence_note="L")
     assert "## Verification\n\nNot verified.\n" in path.read_text(encoding="utf-8")
+
+
+def test_model_card_dataset_version_and_missing_hash(tmp_path: Path) -> None:
+    path = tmp_path / "m.md"
+    write_model_card(path, base_model="b", dataset_name="chats", dataset_hash=None,
+                     dataset_version=3, train_config={}, metrics={},
+                     verification={"path": "m.gguf", "overall": "warn", "checks": [],
+                                   "error": "Verification could not run: no rows"},
+                     licence_note="L")
+    text = path.read_text(encoding="utf-8")
+    assert "- Name: chats\n- Version: 3\n- SHA-256: `not recorded`\n" in text
+    assert "## Verification\n\nVerification could not run: no rows\n" in text
+
+
+def test_licence_reminder_reads_front_matter_and_names_gemma_terms(tmp_path: Path) -> None:
+    from engine.model_card import licence_reminder
+
+    (tmp_path / "README.md").write_text("---\nlibrary_name: transformers\nlicense: apache-2.0\n"
+                                        "---\n# Model\n", encoding="utf-8")
+    apache = licence_reminder("my-llama", tmp_path)
+    assert "`apache-2.0`" in apache and "Gemma" not in apache
+    gemma = licence_reminder("gemma-3-270m", tmp_path / "missing")
+    assert "https://ai.google.dev/gemma/terms" in gemma
+    assert "Check the base model's licence" in licence_reminder("other", None)

@@ -50,6 +50,58 @@ def test_stopping_share() -> None:
     assert check_stopping(0, 4, 64, limits).status == "fail"
 
 
+# Hand truth table (reference stops? x GGUF stops?) -> status; 8 rows, stop_pass 0.75
+# (6 of 8), stop_fail 0.25 (2 of 8).
+@pytest.mark.parametrize("reference, gguf, status, words", [
+    (8, 8, "pass", "ended by themselves"),
+    (8, 0, "fail", "the export broke stopping"),
+    (8, 3, "warn", "the export broke stopping"),
+    (0, 8, "pass", "ended by themselves"),
+    (0, 0, "warn", "training issue, not the export"),
+    (5, 1, "warn", "training issue, not the export"),  # 5 of 8 < 0.75: the reference rambles too
+    (None, 0, "fail", "may ramble"),
+])
+def test_stopping_blames_the_export_only_when_the_reference_stops(reference, gguf, status,
+                                                                  words) -> None:
+    check = check_stopping(gguf, 8, 32, VerifyThresholds(), reference)
+    assert (check.status, check.value) == (status, gguf / 8)
+    assert words in check.explanation
+
+
+def test_compare_logprobs_hand_values() -> None:
+    import math
+
+    import torch
+
+    from engine.verify import compare_logprobs
+
+    # p = (0.5, 0.5), q = (0.25, 0.75) -> KL = 0.5 ln 2 + 0.5 ln(2/3); argmax 0 vs 1.
+    p = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
+    q = torch.log(torch.tensor([0.25, 0.75], dtype=torch.float64))
+    same = torch.tensor([3.0, 1.0, -7.0])  # padded vocabulary: only 2 ids shared
+    top1, kl = compare_logprobs([p, same], [q, same[:2]])
+    assert top1 == 0.5  # row 1: argmax 0 vs 1 (tie broken to 0); row 2 identical
+    assert kl == pytest.approx((0.5 * math.log(2) + 0.5 * math.log(2 / 3)) / 2, rel=1e-9)
+    with pytest.raises(Exception, match="cannot compare"):
+        compare_logprobs([p], [])
+
+
+def test_report_saved_atomically_beside_the_file_and_read_back(tmp_path: Path) -> None:
+    from engine.verify_merged import load_report, report_from_dict, report_path, save_report
+
+    target = tmp_path / "m-q8_0.gguf"
+    assert load_report(target) is None
+    report = VerificationReport(str(target), "q8_0", 10, [Check("a", "fail", float("nan"), "t", "e")],
+                                {"mean_kl": 0.5})
+    written = save_report(report, target)
+    assert written == tmp_path / "m-q8_0.gguf.verify.json" == report_path(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-q8_0.gguf.verify.json"]
+    data = load_report(target)
+    assert data["overall"] == "fail" and data["checks"][0]["value"] is None
+    again = report_from_dict(data)
+    assert (again.overall, again.quant, again.metrics) == ("fail", "q8_0", {"mean_kl": 0.5})
+
+
 def test_special_tokens_compared_with_reference() -> None:
     gguf = {"bos_id": 2, "eos_id": 1, "eot_id": 106, "eog_ids": [1, 106]}
     ok = check_special_tokens(gguf, {"bos_id": 2, "eos_id": 1, "end_ids": [1, 106]})
