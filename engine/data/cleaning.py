@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import unicodedata
+from typing import Iterable, Iterator
 
 from engine.errors import ConfigError
 
@@ -31,14 +33,28 @@ def remove_duplicates(examples: list[dict]) -> tuple[list[dict], int]:
         ``(kept, removed)``: a new list in the original order, and how many were dropped.
         The input list is not changed.
     """
-    seen: set[tuple] = set()
-    kept = []
-    for example in examples:
-        key = content_key(example)
-        if key not in seen:
-            seen.add(key)
-            kept.append(example)
+    kept = list(unique_examples(examples))
     return kept, len(examples) - len(kept)
+
+
+def unique_examples(examples: Iterable[dict], removed: list[int] | None = None) -> Iterator[dict]:
+    """Stream the examples whose :func:`content_key` is new, in order (first occurrences).
+
+    Only a 16-byte digest per distinct example is kept, so this fits imports of any size.
+
+    Args:
+        examples: example dicts; any iterable.
+        removed: if given, ``removed[0]`` is increased by one per dropped duplicate.
+    """
+    seen: set[bytes] = set()
+    for example in examples:
+        key = hashlib.blake2b(repr(content_key(example)).encode("utf-8"), digest_size=16).digest()
+        if key in seen:
+            if removed is not None:
+                removed[0] += 1
+            continue
+        seen.add(key)
+        yield example
 
 
 def split_examples(examples: list[dict], *, validation_fraction: float,

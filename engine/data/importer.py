@@ -7,6 +7,8 @@ counts them (CASES.md K1).
 
 from __future__ import annotations
 
+import hashlib
+
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +113,34 @@ def import_file(path: str | Path, *, format: str | None = None, policy: str = "r
         ConfigError: unknown ``format``, ``policy`` or column-map key.
         Cancelled: ``cancel`` was set.
     """
+    result = ImportResult(format="")
+    result.examples = list(stream_import(path, result, format=format, policy=policy,
+                                         column_map=column_map, report=report, cancel=cancel))
+    return result
+
+
+def stream_import(path: str | Path, result: ImportResult, *, format: str | None = None,
+                  policy: str = "refuse", column_map: dict[str, str] | None = None,
+                  report: Reporter = ignore_progress,
+                  cancel: CancelToken | None = None) -> Iterator[dict]:
+    """Like :func:`import_file`, but yield each valid example as it is read (for imports
+    that must not hold the whole file in memory, e.g. straight into a database transaction).
+
+    ``result`` is filled in as rows are read (format, column map, counts, issues; its
+    ``examples`` stays empty). Under ``refuse``, the :class:`DataError` listing the bad rows
+    comes after the last example has been yielded, so a consumer that writes inside one
+    transaction rolls it all back.
+
+    Raises:
+        As :func:`import_file`.
+    """
     path = _existing(path)
     if policy not in POLICIES:
         raise ConfigError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     fmt = _format(format) if format is not None else FORMATS[detect_format(path)]
-    result = ImportResult(format=fmt.name)
+    result.format = fmt.name
     rows, field_names = _rows(fmt, path, column_map, result)
-    seen: set[tuple] = set()
+    seen: set[bytes] = set()  # 16-byte digests, not the texts: memory stays small
     count = 0
     for count, raw in enumerate(rows, 1):
         _tick(count, result, report, cancel)
@@ -127,17 +150,16 @@ def import_file(path: str | Path, *, format: str | None = None, policy: str = "r
             result.issues += [RowIssue(raw.line, reason, field_names.get(name, name), raw.row)
                               for reason, name in problems]
             continue
-        key = exact_key(example)
+        key = hashlib.blake2b(repr(exact_key(example)).encode("utf-8"), digest_size=16).digest()
         result.duplicates += key in seen
         seen.add(key)
-        result.examples.append(example)
+        result.imported += 1
+        yield example
     if count == 0:
         raise DataError(f"{path}: no records found; the file is empty")
-    result.imported = len(result.examples)
     report(Progress("import", count, count, _metrics(result), f"imported {result.imported} examples"))
     if result.issues and policy == "refuse":
         raise DataError(_refusal(path, result))
-    return result
 
 
 def _rows(fmt: Format, path: Path, column_map: dict[str, str] | None,
@@ -165,7 +187,7 @@ def _tick(count: int, result: ImportResult, report: Reporter, cancel: CancelToke
 
 
 def _metrics(result: ImportResult) -> dict[str, float]:
-    return {"imported": float(len(result.examples)), "skipped": float(result.skipped),
+    return {"imported": float(result.imported), "skipped": float(result.skipped),
             "duplicates": float(result.duplicates)}
 
 

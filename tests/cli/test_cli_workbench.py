@@ -93,3 +93,18 @@ def test_synonyms_split_and_training_rows_keep_synthetic_out_of_validation(capsy
     # 5 originals at 0.4 -> round(2.0) = 2 validation, 3 train.
     assert sum(1 for r in rows if r["split"] == "validation") == 2
     db.close()
+
+
+def test_streamed_import_refusing_a_bad_last_row_writes_nothing(capsys, tmp_path) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                    {"role": "assistant", "content": "hello"}]})
+    path.write_text(good + "\n" + good + "\n" + '{"messages": [{"role": "user", "content": ""}]}\n',
+                    encoding="utf-8")
+    data_dir = tmp_path / "data"
+    code, _ = run(capsys, data_dir, "datasets", "import", str(path), "--name", "bad")
+    assert code == 2  # bad input; the two good rows were already streamed into the transaction
+    assert run(capsys, data_dir, "datasets", "list")[1] == []
+    code, done = run(capsys, data_dir, "datasets", "import", str(path), "--policy", "skip",
+                     "--dedupe")
+    assert (code, done["imported"], done["skipped"], done["duplicates_removed"]) == (0, 1, 1, 1)
