@@ -127,12 +127,16 @@ def main(outdir: str) -> int:
         path = out / f"{index + 1:02d}-{name.lower()}.png"
         window.grab().save(str(path))
         written.append(path)
+    path = out / f"{list(window.pages).index('Workbench') + 1:02d}b-workbench-statistics.png"
+    _stage_statistics(app, window)
+    window.grab().save(str(path))
+    written.append(path)
     runs = window.pages["Runs"]
     _stage_evaluation(runs, ids)
     runs.tabs.setCurrentWidget(runs.evaluate)
     window.sidebar.setCurrentRow(list(window.pages).index("Runs"))
     _settle(app, window)
-    path = out / "04b-runs-evaluate.png"
+    path = out / f"{list(window.pages).index('Runs') + 1:02d}b-runs-evaluate.png"
     window.grab().save(str(path))
     written.append(path)
     runs.tabs.setCurrentIndex(0)
@@ -169,6 +173,18 @@ def _stage_pages(window, ids: dict[str, int], data_dir: Path) -> None:
     pages["Export"].bar.setValue(100)
     pages["Export"].stage.setText("Done.")
     pages["Chat"].open_chat(ids["chat"])
+    workbench = pages["Workbench"]  # the real near-duplicate preview of the corpus (seconds)
+    workbench.tabs.setCurrentWidget(workbench.dedupe)
+    workbench.dedupe.preview()
+
+
+def _stage_statistics(app, window) -> None:
+    """The Workbench's Statistics tab, computed for the demo dataset (no tokenizer)."""
+    workbench = window.pages["Workbench"]
+    window.sidebar.setCurrentRow(list(window.pages).index("Workbench"))
+    workbench.tabs.setCurrentWidget(workbench.stats)
+    workbench.stats.compute()
+    _settle(app, window)
 
 
 def _stage_evaluation(runs, ids: dict[str, int]) -> None:

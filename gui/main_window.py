@@ -17,12 +17,13 @@ from gui.pages.export import ExportPage
 from gui.pages.models import ModelsPage
 from gui.pages.runs import RunsPage
 from gui.pages.train import TrainPage
+from gui.pages.workbench import WorkbenchPage
 from gui.settings_dialog import SettingsDialog
 from gui.throttle import Coalescer
 
 STATUS_MS = 250
-PAGES = (("Datasets", DatasetsPage), ("Models", ModelsPage), ("Train", TrainPage),
-         ("Runs", RunsPage), ("Export", ExportPage), ("Chat", ChatPage))
+PAGES = (("Datasets", DatasetsPage), ("Workbench", WorkbenchPage), ("Models", ModelsPage),
+         ("Train", TrainPage), ("Runs", RunsPage), ("Export", ExportPage), ("Chat", ChatPage))
 
 
 class MainWindow(QMainWindow):

@@ -33,7 +33,7 @@ class Engine:
 
     import_file: Callable[..., Any]
     export_jsonl: Callable[..., Any]
-    split_examples: Callable[..., Any]
+    train_validation_rows: Callable[..., Any]
     train_config_class: Callable[[], type]
     train_presets: Callable[[], dict[str, dict[str, Any]]]
     train_lora: Callable[..., Any]
@@ -47,6 +47,20 @@ class Engine:
     open_chat: Callable[..., Any]
     sampling_config: Callable[..., Any]
     score_model: Callable[..., Any]
+    # dataset workbench: previews run on job lanes, changes are built on the GUI thread
+    find_duplicates: Callable[..., Any]
+    preview_filters: Callable[..., Any]
+    preview_pii: Callable[..., Any]
+    paraphrase_examples: Callable[..., Any]
+    back_translate_examples: Callable[..., Any]
+    synonym_examples: Callable[..., Any]
+    split_dataset: Callable[..., Any]
+    dataset_stats: Callable[..., Any]
+    preview_template: Callable[..., Any]
+    merge_spans: Callable[..., Any]
+    load_tokenizer: Callable[..., Any]
+    data_config_class: Callable[[str], type]
+    version_change: Callable[..., Any]
 
 
 def _train_config_class() -> type:
@@ -74,6 +88,37 @@ DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Workbench operation -> (engine module, config class); a new operation is a new row.
+DATA_CONFIGS: dict[str, tuple[str, str]] = {
+    "dedupe": ("engine.data.dedupe", "DedupeConfig"),
+    "filter": ("engine.data.filters", "FilterConfig"),
+    "scrub": ("engine.data.pii", "PiiConfig"),
+    "paraphrase": ("engine.data.augment", "ParaphraseConfig"),
+    "backtranslate": ("engine.data.augment", "BackTranslationConfig"),
+    "synonym": ("engine.data.augment", "SynonymConfig"),
+    "split": ("engine.data.splits", "SplitConfig"),
+    "stats": ("engine.data.stats", "StatsConfig"),
+}
+
+
+def _data_config_class(operation: str) -> type:
+    """The config dataclass of a workbench operation (see :data:`DATA_CONFIGS`)."""
+    module, name = DATA_CONFIGS[operation]
+    return getattr(importlib.import_module(module), name)
+
+
+def _version_change(operation: str, *args: Any, **kwargs: Any) -> Any:
+    """``engine.data.workbench.<operation>_change(*args, **kwargs)``: a ``VersionChange``."""
+    workbench = importlib.import_module("engine.data.workbench")
+    return getattr(workbench, f"{operation}_change")(*args, **kwargs)
+
+
+def _load_tokenizer(model_dir: Any) -> Any:
+    """A base model's tokenizer from local files (never custom code from the folder)."""
+    load = importlib.import_module("engine.train_model").load_tokenizer
+    return load(Path(model_dir), allow_custom_code=False)
+
+
 def _device_summary() -> str:
     """One line for the status bar: GPU name and free memory, or CPU and threads."""
     try:
@@ -92,7 +137,7 @@ def real_engine() -> Engine:
     return Engine(
         import_file=_lazy("engine.data", "import_file"),
         export_jsonl=_lazy("engine.data", "export_jsonl"),
-        split_examples=_lazy("engine.data", "split_examples"),
+        train_validation_rows=_lazy("engine.data.workbench", "train_validation_rows"),
         train_config_class=_train_config_class,
         train_presets=_train_presets,
         train_lora=_lazy("engine.train", "train_lora"),
@@ -106,6 +151,19 @@ def real_engine() -> Engine:
         open_chat=_lazy("engine.chat", "ChatModel"),
         sampling_config=_lazy("engine.chat", "SamplingConfig"),
         score_model=_lazy("gui.scoring", "score_model"),
+        find_duplicates=_lazy("engine.data.dedupe", "find_duplicates"),
+        preview_filters=_lazy("engine.data.filters", "preview_filters"),
+        preview_pii=_lazy("engine.data.pii", "preview"),
+        paraphrase_examples=_lazy("engine.data.augment", "paraphrase_examples"),
+        back_translate_examples=_lazy("engine.data.augment", "back_translate_examples"),
+        synonym_examples=_lazy("engine.data.augment", "synonym_examples"),
+        split_dataset=_lazy("engine.data.splits", "split_dataset"),
+        dataset_stats=_lazy("engine.data.stats", "dataset_stats"),
+        preview_template=_lazy("engine.data.preview", "preview_example"),
+        merge_spans=_lazy("engine.data.preview", "merge_spans"),
+        load_tokenizer=_load_tokenizer,
+        data_config_class=_data_config_class,
+        version_change=_version_change,
     )
 
 

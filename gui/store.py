@@ -75,8 +75,9 @@ class Store:
         """Examples matching ``query`` (FTS5 trigram), at most ``limit``, in position order."""
         return list(storage.search_examples(self.db, dataset_id, query, limit=limit))
 
-    def all_examples(self, dataset_id: int) -> list[dict[str, Any]]:
-        return list(storage.iter_examples(self.db, dataset_id))
+    def all_examples(self, dataset_id: int, version_id: int | None = None) -> list[dict[str, Any]]:
+        """Every example of a dataset version (default: the head), in order."""
+        return list(storage.iter_examples(self.db, dataset_id, version_id=version_id))
 
     def add_example(self, dataset_id: int, example: dict[str, Any]) -> int:
         return _id(storage.add_example(self.db, dataset_id, example))
@@ -87,6 +88,48 @@ class Store:
 
     def delete_example(self, example_id: int) -> None:
         storage.delete_example(self.db, example_id)
+
+    # versions and tags (dataset workbench) -------------------------------------------------
+    def versions(self, dataset_id: int) -> list[dict[str, Any]]:
+        """Every version of a dataset, oldest first."""
+        return storage.list_versions(self.db, dataset_id)
+
+    def head_version_id(self, dataset_id: int) -> int:
+        return storage.head_version_id(self.db, dataset_id)
+
+    def undo(self, dataset_id: int) -> dict[str, Any]:
+        """Make the head's parent the head; returns that version."""
+        return storage.undo(self.db, dataset_id)
+
+    def checkout(self, dataset_id: int, number: int) -> dict[str, Any]:
+        """Make version ``number`` the head; returns it."""
+        return storage.checkout(self.db, dataset_id, number)
+
+    def diff_versions(self, old_id: int, new_id: int, limit: int = 1000) -> dict[str, Any]:
+        return storage.diff_versions(self.db, old_id, new_id, limit=limit)
+
+    def example(self, example_id: int, version_id: int | None = None) -> dict[str, Any]:
+        return storage.get_example(self.db, example_id, version_id=version_id)
+
+    def head_examples(self, dataset_id: int) -> list[dict[str, Any]]:
+        """All examples of the head version (for a job: plain dicts, no connection)."""
+        return list(storage.iter_examples(self.db, dataset_id))
+
+    def create_version(self, dataset_id: int, change: dict[str, Any]) -> dict[str, Any]:
+        """Write a new head version from ``VersionChange.as_kwargs()``; returns it."""
+        return storage.create_version(self.db, dataset_id, **change)
+
+    def search_ids(self, dataset_id: int, query: str) -> list[int]:
+        """Ids of every head example matching ``query`` (no limit)."""
+        return storage.search_ids(self.db, dataset_id, query)
+
+    def tag_examples(self, dataset_id: int, ids: Iterable[int], add: Iterable[str] = (),
+                     remove: Iterable[str] = ()) -> dict[str, Any]:
+        """Add/remove tags on ``ids`` in one new version; returns it."""
+        return storage.tag_examples(self.db, dataset_id, ids, add=add, remove=remove)
+
+    def tag_counts(self, dataset_id: int) -> dict[str, int]:
+        return storage.tag_counts(self.db, dataset_id)
 
     # models ---------------------------------------------------------------------------------
     def base_models(self) -> list[dict[str, Any]]:

@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QPushButton,
 from engine.progress import Progress
 from gui.config_form import ConfigForm
 from gui.errors import show_error
+from gui.example_model import first_content
 from gui.jobs import Job
 from gui.widgets import label
 
 MAX_REVIEW_ROWS = 5000  # rows listed for review; proposals past it are applied as proposed
-PREVIEW_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,7 @@ class ReviewRow:
 
 def first_text(example: dict[str, Any] | None, role: str = "user") -> str:
     """The first ``role`` message of ``example`` on one line, cut for a table cell."""
-    for message in (example or {}).get("messages", []):
-        if message.get("role") == role:
-            text = " ".join(str(message.get("content", "")).split())
-            return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
-    return ""
+    return first_content(example or {}, role)
 
 
 class TupleConfigForm(ConfigForm):

@@ -92,7 +92,8 @@ class WorkbenchPage(QWidget):
         head = self.history.head_version()
         self.head_label.setText(
             "No dataset yet: import one on the Datasets page." if head is None else
-            f"Head: version {head['number']} · {head['example_count']:,} examples · "
+            f"Head: version {head['number']} · {head['example_count']:,} "
+            f"example{'' if head['example_count'] == 1 else 's'} · "
             f"{head['operation']} · {head['content_hash'][:10]}")
 
     def _refresh_models(self) -> None:
