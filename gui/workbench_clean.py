@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QWidget
 
 from gui.workbench_ops import ModelPicker, OperationPanel, ReviewRow, first_text
@@ -105,8 +106,8 @@ class PiiPanel(OperationPanel):
                 + ". Uncheck a finding to keep its text.")
 
     def make_change(self, result: Any, checked: list[Any]) -> Any:
-        replace = {tuple(key) for key in checked}
-        skip = [f.key for f in result.findings if f.key not in replace]
+        # Only findings the user unchecked are skipped; any past the review cap are replaced.
+        skip = self.checked_keys(Qt.CheckState.Unchecked)
         return self.ctx.engine.version_change("scrub", self.rows, result, self.params(),
                                               skip=skip)
 

@@ -242,13 +242,12 @@ class OperationPanel(QWidget):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
-    def checked_keys(self) -> list[Any]:
-        """Keys of the rows whose box is checked."""
+    def checked_keys(self, state: Qt.CheckState = Qt.CheckState.Checked) -> list[Any]:
+        """Keys of the listed rows whose box is in ``state`` (rows past the cap: none)."""
         keys = []
         for r in range(self.table.rowCount()):
             item = self.table.item(r, 0)
-            if item.flags() & Qt.ItemFlag.ItemIsUserCheckable \
-                    and item.checkState() == Qt.CheckState.Checked:
+            if item.flags() & Qt.ItemFlag.ItemIsUserCheckable and item.checkState() == state:
                 keys.append(item.data(Qt.ItemDataRole.UserRole))
         return keys
 
