@@ -137,8 +137,9 @@ class EvaluatePanel(QWidget):
             raise LookupError(f"the base model of {run['name']} is no longer registered; add it "
                               "again on the Models page")
         settings = run_settings(run)
-        rows = [plain_example(r) for r in self.ctx.store.all_examples(run["dataset_id"])]
-        _, val = self.ctx.engine.split_examples(
+        rows = [plain_example(r) for r in self.ctx.store.all_examples(
+            run["dataset_id"], version_id=run.get("dataset_version_id"))]
+        _, val = self.ctx.engine.train_validation_rows(
             rows, validation_fraction=settings["validation_fraction"], seed=settings["seed"])
         adapter = self._adapter(run)
         options = {"template": (adapter.get("meta") or {}).get("template_source"),

@@ -27,7 +27,8 @@ METRICS_FLUSH_MS = 2000
 
 def plain_example(row: dict[str, Any]) -> dict[str, Any]:
     """A stored example row reduced to the engine's example dict."""
-    return {key: row.get(key) for key in ("messages", "tags", "source_file", "source_line")}
+    return {key: row.get(key) for key in ("id", "messages", "tags", "source_file", "source_line",
+                                          "split", "synthetic", "origin_id")}
 
 
 class TrainPage(QWidget):
@@ -159,7 +160,7 @@ class TrainPage(QWidget):
 
     def _launch(self, config: Any, model: dict[str, Any], dataset: dict[str, Any]) -> Job:
         rows = [plain_example(r) for r in self.ctx.store.all_examples(dataset["id"])]
-        train_rows, val_rows = self.ctx.engine.split_examples(
+        train_rows, val_rows = self.ctx.engine.train_validation_rows(
             rows, validation_fraction=self.val_fraction.value(), seed=config.seed)
         resume = self._resume_run
         record = {**to_dict(config), "validation_fraction": self.val_fraction.value()}
