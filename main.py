@@ -1247,14 +1247,17 @@ def cmd_demo(app: App) -> int:
     config = demo_config(app.args)
     train_run, result = do_train(app, dataset["id"], app.args.model, config,
                                  validation_fraction=app.args.validation_fraction, name="demo")
-    _, export = do_export(app, train_run["id"], app.args.quant)
+    export_run, export = do_export(app, train_run["id"], app.args.quant)
+    verification = (storage.list_artifacts(app.db, export_run["id"], kind="gguf")[0]["meta"]
+                    or {}).get("verification")
     _, scores = do_eval(app, train_run["id"], gguf=export.path, generate=app.args.generate)
     answers = demo_answers(app, train_run, export.path)
     summary = {"train_run": train_run["id"], "steps": result.steps_done,
                "train_loss": result.final_train_loss, "eval_loss": result.final_eval_loss,
                "training_tokens_per_second": result.tokens_per_second, "scores": scores,
                "gguf": str(export.path), "gguf_bytes": export.bytes, "quant": export.quant,
-               "answers": answers, "seconds": time.perf_counter() - started}
+               "answers": answers, "verification": verification,
+               "seconds": time.perf_counter() - started}
     app.console.result(_jsonable(summary), demo_summary_text(summary))
     return EXIT_OK
 
@@ -1294,8 +1297,10 @@ def demo_summary_text(s: dict[str, Any]) -> str:
              f"eval loss {s['eval_loss']:.3f}, {s['training_tokens_per_second']:.0f} trained tokens/s",
              table(rows, ["metric", "before", "after", "gguf"]),
              f"GGUF: {s['gguf']} ({s['quant']}, {s['gguf_bytes'] / 2**20:.1f} MiB), "
-             f"generation {sum(speed) / max(len(speed), 1):.1f} tokens/s",
-             "", "Held-out questions answered through llama.cpp:"]
+             f"generation {sum(speed) / max(len(speed), 1):.1f} tokens/s"]
+    if s.get("verification"):
+        lines.append(check_lines(s["verification"]))
+    lines += ["", "Held-out questions answered through llama.cpp:"]
     for a in s["answers"]:
         lines += [f"  Q: {a['question']}", f"     reference: {a['reference']}",
                   f"     answer:    {a['answer'].strip()}"]

@@ -12,6 +12,7 @@ atomically), and read back as plain dicts (:meth:`VerificationReport.to_dict` sh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -56,11 +57,19 @@ def verify_merged(merged_dir: str | os.PathLike[str], reference: ReferenceRun, r
     top1, kl = compare_logprobs(reference.logprobs, merged.logprobs)
     quant = DTYPE_QUANT.get(dtype, dtype)
     ref_ppl, ppl = reference.perplexity.perplexity, merged.perplexity.perplexity
-    checks = [check_top1(top1, quant, thresholds), check_kl(kl, quant, thresholds),
-              check_perplexity(ref_ppl, ppl, False, thresholds)]
+    checks = [_merged_words(c) for c in (check_top1(top1, quant, thresholds),
+                                         check_kl(kl, quant, thresholds),
+                                         check_perplexity(ref_ppl, ppl, False, thresholds))]
     metrics = {"top1_agreement": top1, "mean_kl": kl, "perplexity_reference": ref_ppl,
                "perplexity_merged": ppl, "rows": len(rows)}
     return VerificationReport(str(merged_dir), quant, folder_bytes(merged_dir), checks, metrics)
+
+
+def _merged_words(check: Check) -> Check:
+    """The GGUF checks' explanations, reworded for a merged folder."""
+    text = check.explanation.replace("the GGUF", "the merged model").replace("(GGUF)", "(merged)")
+    text = text.replace("re-export (q8_0 or f16)", "merge again").replace("; re-export", "; merge again")
+    return dataclasses.replace(check, explanation=text)
 
 
 def folder_bytes(path: str | os.PathLike[str]) -> int:

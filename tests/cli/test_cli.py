@@ -219,3 +219,34 @@ def test_export_options_checked_before_any_work(capsys, tmp_path) -> None:
     args = main.build_parser().parse_args(["export", "1", "--no-verify", "--modelfile"])
     assert (args.no_verify, args.modelfile, args.verify_rows, args.verify_tokens) == (
         True, True, main.VERIFY_ROWS, main.VERIFY_TOKENS)
+
+
+def test_export_all_prints_the_comparison_and_fails_on_a_failed_check(capsys, tmp_path,
+                                                                      monkeypatch) -> None:
+    """`export --quant all`: f16, q8_0, q4_k_m in that order, one verdict table (the export
+    itself is faked here; the real chain runs in test_cli_integration.py)."""
+    import storage
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_export(app, run_id, quant, out=None, *, modelfile=False):
+        calls.append((run_id, quant, out, modelfile))
+        run = storage.start_run(app.db, "export", {"quant": quant})
+        path = tmp_path / f"m-{quant}.gguf"
+        report = fake_report(quant, "fail" if quant == "q4_k_m" else "pass", 1.0, 30.0, 2**20)
+        storage.add_artifact(app.db, run["id"], "gguf", path, bytes=2**20,
+                             meta={"verification": report})
+        return run, SimpleNamespace(path=path, quant=quant, bytes=2**20, sha256="ab",
+                                    fallbacks=())
+
+    monkeypatch.setattr(main, "do_export", fake_export)
+    code = main.main(["--data-dir", str(tmp_path / "d"), "export", "7", "--quant", "all",
+                      "--modelfile"])
+    out = capsys.readouterr().out
+    assert code == main.EXIT_FAILED
+    assert calls == [(7, "f16", None, True), (7, "q8_0", None, True), (7, "q4_k_m", None, True)]
+    lines = out.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["quant", "MiB"]):]
+    assert [line.split()[0] for line in table[1:4]] == ["f16", "q8_0", "q4_k_m"]
+    assert [line.split()[-2] for line in table[1:4]] == ["pass", "pass", "fail"]

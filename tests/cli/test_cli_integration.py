@@ -50,8 +50,9 @@ def test_demo_summary(demo_run: dict, capsys: pytest.CaptureFixture[str]) -> Non
     # thresholds' source: engine/verify_checks.py); every check ran on the same rows.
     report = gguf["meta"]["verification"]
     assert json.loads(Path(gguf["path"] + ".verify.json").read_text()) == report
-    print(f"q8_0 verification {report['seconds_total']:.1f} s: " + ", ".join(
-        f"{c['name']}={c['status']}" for c in report["checks"]))
+    with capsys.disabled():  # the measured numbers, for the record
+        print(f"\nq8_0 verification {report['seconds_total']:.1f} s: " + ", ".join(
+            f"{c['name']}={c['status']}" for c in report["checks"]))
     assert report["overall"] != "fail", report["checks"]
     assert {c["name"] for c in report["checks"]} >= {"top1_agreement", "mean_kl", "perplexity",
                                                      "stops", "chat_template", "eos_id"}
@@ -78,6 +79,8 @@ def test_f16_export_chat_and_next_token_agreement(demo_run: dict, capsys) -> Non
     assert all(status == "pass" for name, status in checks.items() if name != "stops"), checks
     assert checks["stops"] in ("pass", "warn"), exported["verification"]["checks"]
     assert 'PARAMETER stop "<end_of_turn>"' in f16.with_suffix(".Modelfile").read_text()
+    with capsys.disabled():
+        print(f"\nf16 verification {exported['verification']['seconds_total']:.1f} s: {checks}")
     code, reply = run(capsys, data, "chat", str(f16), "--prompt", "Hello, how are you?",
                       "--temperature", "0", "--max-tokens", "24")
     assert code == 0 and reply["finish_reason"] in ("stop", "length")
