@@ -45,8 +45,13 @@ class FakeVerifier:
         return fake_report(gguf_path, quant, "pass")
 
 
-def store_export(ctx, train_id: int, tmp_path: Path, quant: str, overall: str, **values) -> dict:
-    run_id = ctx.store.start_run("export", {"quant": quant}, parent_run_id=train_id)
+def store_export(ctx, train_id: int, tmp_path: Path, quant: str, overall: str, *,
+                 via_merge: bool = False, **values) -> dict:
+    """An export run with a verified GGUF: child of the train run (GUI) or of a merge run
+    of it (CLI, ``via_merge``)."""
+    parent = (ctx.store.start_run("merge", {}, parent_run_id=train_id) if via_merge
+              else train_id)
+    run_id = ctx.store.start_run("export", {"quant": quant}, parent_run_id=parent)
     path = tmp_path / f"model-{quant}.gguf"
     path.write_bytes(b"GGUF")
     report = fake_report(path, quant, overall, **values)
@@ -112,10 +117,15 @@ def test_verification_can_be_switched_off(qtbot, ctx, tmp_path):
 def test_cards_and_quantization_report_from_stored_reports(qtbot, ctx, tmp_path):
     train_id = add_train_run(ctx, tmp_path)
     store_export(ctx, train_id, tmp_path, "q4_k_m", "fail", top1=0.25, kl=0.9, speed=55.0)
-    store_export(ctx, train_id, tmp_path, "f16", "pass", speed=20.0)
+    store_export(ctx, train_id, tmp_path, "f16", "pass", speed=20.0, via_merge=True)
     store_export(ctx, train_id, tmp_path, "q8_0", "warn", speed=38.0)
+    other = add_train_run(ctx, tmp_path)  # another run's export is not shown
+    (tmp_path / "other").mkdir()
+    store_export(ctx, other, tmp_path / "other", "q8_0", "pass")
     page = ExportPage(ctx, verifier=FakeVerifier())
     qtbot.addWidget(page)
+    box = page.run_box
+    box.setCurrentIndex(next(i for i in range(box.count()) if box.itemData(i)["id"] == train_id))
     # f16 first, then smaller types, whatever the export order.
     assert [(c.report["quant"], c.status) for c in page.cards] == [
         ("f16", "pass"), ("q8_0", "warn"), ("q4_k_m", "fail")]
