@@ -777,8 +777,10 @@ def do_export(app: App, run_id: int, quant: str, out: Path | None = None, *,
     train = _train_run(app, merge_run["parent_run_id"])
     verification = None
     if verify_settings(app) is not None:
+        merged = storage.list_artifacts(app.db, merge_run["id"], kind="merged")
+        dtype = (merged[0].get("meta") or {}).get("dtype") if merged else None
         verification = _verify_and_store(app, train, artifact, lambda ref, rows: _verify_gguf(
-            Path(result.path), quant, ref, rows, app))
+            Path(result.path), quant, ref, rows, app, merged_dtype=dtype))
     _write_sharing_files(app, train, folder, Path(result.path), verification, modelfile)
     return storage.get_run(app.db, run["id"]), result
 
@@ -876,12 +878,16 @@ def _verify_and_store(app: App, train: dict[str, Any], artifact: dict[str, Any],
 
 
 def _verify_gguf(path: Path, quant: str, reference: Any, rows: list[dict[str, Any]],
-                 app: App) -> Any:
+                 app: App, *, merged_dtype: str | None = None) -> Any:
+    """Verify a GGUF; its limits are no stricter than the merged folder's dtype allows."""
     from engine.verify import verify_export
+    from engine.verify_checks import VerifyThresholds
+    from engine.verify_merged import DTYPE_QUANT
 
+    limits = VerifyThresholds().with_floor(DTYPE_QUANT.get(merged_dtype or ""))
     return verify_export(path, reference_dir=reference.model_dir, rows=rows, quant=quant,
                          reference=reference, max_new_tokens=reference.max_new_tokens,
-                         report=app.report, cancel=app.cancel)
+                         thresholds=limits, report=app.report, cancel=app.cancel)
 
 
 def _verify_merged(train: dict[str, Any], folder: Path, dtype: str, reference: Any,

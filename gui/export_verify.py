@@ -17,18 +17,22 @@ VERIFY_ROWS, VERIFY_TOKENS = 8, 32  # the CLI's defaults (main.py --verify-rows/
 
 def verify_gguf(gguf_path: Path, quant: str, *, model_dir: Path, adapter_dir: Path,
                 rows: list[dict[str, Any]], template: str | None, max_length: int,
-                report: Any, cancel: Any) -> dict[str, Any]:
+                report: Any, cancel: Any, merged_dtype: str | None = None) -> dict[str, Any]:
     """Verify ``gguf_path`` against the base model + adapter on up to :data:`VERIFY_ROWS`
     validation rows; store the report as ``<file>.verify.json``; return it as a dict.
 
     A verification that cannot run (no validation rows, a model that does not load) returns a
     ``warn`` report holding the reason in ``error`` instead of failing the export.
 
+    ``merged_dtype`` (the merged folder's dtype, e.g. ``bfloat16``) sets the limits' floor
+    (:meth:`engine.verify_checks.VerifyThresholds.with_floor`).
+
     Raises:
         Cancelled: the user cancelled the job.
     """
     from engine.verify import reference_run, verify_export
-    from engine.verify_merged import save_report
+    from engine.verify_checks import VerifyThresholds
+    from engine.verify_merged import DTYPE_QUANT, save_report
 
     rows = rows[:VERIFY_ROWS]
     try:
@@ -40,7 +44,8 @@ def verify_gguf(gguf_path: Path, quant: str, *, model_dir: Path, adapter_dir: Pa
                                   report=report, cancel=cancel)
         data = verify_export(gguf_path, reference_dir=model_dir, rows=rows, quant=quant,
                              reference=reference, max_new_tokens=VERIFY_TOKENS, report=report,
-                             cancel=cancel).to_dict()
+                             cancel=cancel, thresholds=VerifyThresholds().with_floor(
+                                 DTYPE_QUANT.get(merged_dtype or ""))).to_dict()
     except Cancelled:
         raise
     except (EngineError, OSError) as exc:

@@ -46,7 +46,8 @@ def export_verify_share(engine: Any, paths: dict[str, Path], quant: str, verify:
         report(Progress("verify", message=f"verifying {result['path'].name} against the trained model"))
         result["verification"] = verifier(result["path"], quant, model_dir=paths["model"],
                                           adapter_dir=paths["adapter"], report=report,
-                                          cancel=cancel, **verify)
+                                          cancel=cancel, merged_dtype=result["merged_dtype"],
+                                          **verify)
     sharer(result["path"], share["card"], result["verification"], merged_dir=paths["merged"],
            template=share["template"], modelfile=share["modelfile"])
     return result
@@ -55,7 +56,7 @@ def export_verify_share(engine: Any, paths: dict[str, Path], quant: str, verify:
 def merge_and_export(engine: Any, model_dir: Path, adapter_dir: Path, merged_dir: Path,
                      gguf_path: Path, quant: str, report: Any, cancel: Any) -> dict[str, Any]:
     """Job body: merge, convert, then measure the file (size in bytes, SHA-256 hex)."""
-    engine.merge_adapter(model_dir, adapter_dir, merged_dir, report=report, cancel=cancel)
+    merged = engine.merge_adapter(model_dir, adapter_dir, merged_dir, report=report, cancel=cancel)
     result = engine.export_gguf(merged_dir, gguf_path, quant, report=report, cancel=cancel)
     path = Path(getattr(result, "path", None) or gguf_path)
     digest = getattr(result, "sha256", None)  # the engine's export measures it already
@@ -63,7 +64,8 @@ def merge_and_export(engine: Any, model_dir: Path, adapter_dir: Path, merged_dir
         report(Progress("checksum", message=f"computing SHA-256 of {path.name}"))
         digest = sha256_file(path)
     return {"path": path, "bytes": path.stat().st_size, "sha256": digest,
-            "merged_dir": merged_dir, "quant": quant}
+            "merged_dir": merged_dir, "quant": quant,
+            "merged_dtype": getattr(merged, "dtype", None)}
 
 
 class ExportPage(QWidget):

@@ -287,3 +287,15 @@ def test_file_quant_from_metadata(tmp_path: Path, file_type: int | None, expecte
     path = tmp_path / "header-only.gguf"
     path.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 0, len(kvs)) + b"".join(kvs))
     assert file_quant(path) == expected
+
+
+def test_limits_floor_from_the_merged_dtype() -> None:
+    """Measured on the CLI chain (3-step Gemma run, bf16 merge): the f16 GGUF's mean KL against
+    the fp32 adapter model was 0.0045 nats, the merge alone 0.0046: the bf16 merge sets it."""
+    limits = VerifyThresholds()
+    assert check_kl(0.0045, "f16", limits).status == "warn"
+    floored = limits.with_floor("bf16")
+    assert check_kl(0.0045, "f16", floored).status == "pass"
+    assert floored.limit("kl_pass", "q8_0") == 0.03  # looser rows stay as they are
+    assert floored.limit("top1_pass", "f16") == 0.99 and limits.with_floor(None) is limits
+    assert limits.with_floor("f32").kl_pass == limits.kl_pass
