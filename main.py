@@ -345,6 +345,7 @@ def cmd_datasets_filter(app: App) -> int:
     config = _config(FilterConfig, app)
     tools = _text_tools(app, app.args.model) if config.needs_tokenizer else None
     preview = preview_filters(rows(), config, tokenizer=tools and tools.tokenizer,
+                              template=tools and tools.template, special=tools and tools.special,
                               total=dataset["example_count"], report=app.report, cancel=app.cancel)
     change = filter_change(preview, to_dict(config), keep_anyway=app.args.keep or ())
     lines = [f"{len(preview.ids)} of {dataset['example_count']} examples flagged"

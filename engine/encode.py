@@ -137,6 +137,16 @@ def length_report(tokenizer: Any, rows: list[dict], template: ChatTemplate, spec
     return report
 
 
+def rendered_length(tokenizer: Any, messages: list[dict], template: ChatTemplate,
+                    special: SpecialTokens) -> int:
+    """Tokens of a conversation as training encodes it, before truncation (BOS included).
+
+    Raises:
+        DataError: malformed messages or a template that rejects them.
+    """
+    return len(_tokenize_with_labels(tokenizer, messages, template, special)[0])
+
+
 def collate(batch: list[EncodedExample], pad_id: int) -> dict[str, Any]:
     """Right-pad examples to the longest into tensors.
 

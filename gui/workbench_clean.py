@@ -61,8 +61,10 @@ class FilterPanel(OperationPanel):
         path = self.model.model_path() if config.needs_tokenizer else None
 
         def run(report: Any, cancel: Any) -> Any:
-            return preview(rows, config, tokenizer=tokenizers.get(path), total=len(rows),
-                           report=report, cancel=cancel)
+            tools = tokenizers.get(path)
+            return preview(rows, config, tokenizer=tools and tools.tokenizer,
+                           template=tools and tools.template, special=tools and tools.special,
+                           total=len(rows), report=report, cancel=cancel)
         return run
 
     def review_rows(self, result: Any) -> list[ReviewRow]:

@@ -169,9 +169,12 @@ class StatsPanel(QWidget):
             return None
         rows, path = self.ctx.store.head_examples(dataset_id), self.model.model_path()
         stats, tokenizers = self.ctx.engine.dataset_stats, self.page.tokenizers
-        self.job = self.ctx.runner.submit("Dataset statistics", lambda report, cancel: stats(
-            rows, tokenizer=tokenizers.get(path), config=config, report=report, cancel=cancel),
-            lane="light")
+        def run(report: Any, cancel: Any) -> Any:
+            tools = tokenizers.get(path)
+            return stats(rows, tokenizer=tools and tools.tokenizer, template=tools and tools.template,
+                         special=tools and tools.special, config=config, report=report,
+                         cancel=cancel)
+        self.job = self.ctx.runner.submit("Dataset statistics", run, lane="light")
         self.compute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.numbers.setText("Computing…")

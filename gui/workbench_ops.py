@@ -79,7 +79,8 @@ class ModelPicker(QComboBox):
 
 
 class TokenizerCache:
-    """Tokenizers by model folder, loaded on a job thread the first time they are needed."""
+    """Text tools (tokenizer, chat template, special tokens; ``engine.data.workbench.TextTools``)
+    by model folder, loaded on a job thread the first time they are needed."""
 
     def __init__(self, load: Callable[[Any], Any]) -> None:
         self._load, self._cache, self._lock = load, {}, threading.Lock()

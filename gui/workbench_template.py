@@ -77,7 +77,8 @@ class TemplatePanel(QWidget):
         messages = rows[0]["messages"]
         preview, tokenizers = self.ctx.engine.preview_template, self.page.tokenizers
         self.job = self.ctx.runner.submit(
-            "Template preview", lambda report, cancel: preview(tokenizers.get(path), messages),
+            "Template preview", lambda report, cancel: _render(preview, tokenizers.get(path),
+                                                                messages),
             lane="light")
         self.render_button.setEnabled(False)
         self.summary.setText("Loading the tokenizer…")
@@ -93,3 +94,8 @@ class TemplatePanel(QWidget):
         self.summary.setText(f"Template: {name}. {preview.n_trained:,} tokens trained "
                              f"(highlighted), {preview.n_masked:,} masked.")
         self.text.setHtml(spans_html(self.ctx.engine.merge_spans(preview.tokens)))
+
+
+def _render(preview: Any, tools: Any, messages: list[dict]) -> Any:
+    """The template preview with the model's tokenizer, chat template and special tokens."""
+    return preview(tools.tokenizer, messages, template=tools.template, special=tools.special)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from engine.configs import check_choices, check_range, option
 from engine.data.validate import check_turns
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 from engine.progress import CancelToken, Progress, Reporter, ignore_progress
 
 ROLES = ("system", "user", "assistant")
@@ -113,12 +113,24 @@ class FilterPreview:
         return {flag.example_id for flag in self.flags}
 
 
-def count_tokens(tokenizer: Any, messages: list[dict]) -> int:
-    """Tokens of the message contents, without special tokens or chat-template markup.
+def count_tokens(tokenizer: Any, messages: list[dict], *, template: Any = None,
+                 special: Any = None) -> int:
+    """Tokens of a conversation.
 
-    A lower bound of the rendered length: the chat template adds a few tokens per turn.
+    With ``template`` and ``special`` (the base model's chat template and special-token
+    table): the length training sees, rendered with the template, BOS included
+    (:func:`engine.encode.rendered_length`). Without them: the message contents alone, without
+    special tokens or markup, a lower bound of the rendered length (the template adds a few
+    tokens per turn).
     """
-    contents = [m["content"] for m in messages]
+    if template is not None and special is not None:
+        from engine.encode import rendered_length
+
+        try:
+            return rendered_length(tokenizer, messages, template, special)
+        except DataError:
+            pass  # a conversation the template rejects: count its texts; role order flags it
+    contents = [m.get("content") or "" for m in messages]
     if not contents:
         return 0
     return sum(len(ids) for ids in tokenizer(contents, add_special_tokens=False)["input_ids"])
@@ -191,7 +203,8 @@ def _rules(config: FilterConfig, counts: Counter) -> list[Callable[[dict], list]
 
 
 def preview_filters(examples: Iterable[dict], config: FilterConfig = FilterConfig(), *,
-                    tokenizer: Any = None, total: int | None = None,
+                    tokenizer: Any = None, template: Any = None, special: Any = None,
+                    total: int | None = None,
                     report: Reporter = ignore_progress,
                     cancel: CancelToken | None = None) -> FilterPreview:
     """Run the configured rules over examples and say which would be dropped, and why.
@@ -201,6 +214,8 @@ def preview_filters(examples: Iterable[dict], config: FilterConfig = FilterConfi
             without ``"id"`` is known by its 0-based position).
         config: the rules.
         tokenizer: a Hugging Face tokenizer, needed when ``config.needs_tokenizer``.
+        template, special: the base model's chat template and special tokens; with them,
+            lengths (and the truncation count) are those training sees (:func:`count_tokens`).
         total: number of examples, if known, for progress fractions.
         report: receives a ``"filter"`` event every 500 examples and at the end.
         cancel: polled every 500 examples.
@@ -219,7 +234,8 @@ def preview_filters(examples: Iterable[dict], config: FilterConfig = FilterConfi
     rules, ids, flags, truncated = _rules(config, counts), [], [], 0
     for n, example in enumerate(examples):
         ids.append(n if example.get("id") is None else int(example["id"]))
-        tokens = count_tokens(tokenizer, example["messages"]) if tokenizer is not None else None
+        tokens = (count_tokens(tokenizer, example["messages"], template=template, special=special)
+                  if tokenizer is not None else None)
         truncated += int(tokens is not None and config.max_length is not None
                          and tokens > config.max_length)
         found = [hit for rule in rules for hit in rule(example)] + _length(tokens, config)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from engine.configs import check_choices, option
+from engine.data.filters import count_tokens
 from engine.errors import ConfigError, DataError
 from engine.progress import CancelToken, Progress, Reporter, ignore_progress
 
@@ -264,8 +265,7 @@ class _TokenCounter:
             return len(encoded.input_ids)
         if not isinstance(messages, list):
             raise DataError("the example has no messages; expected a list of {role, content}")
-        return sum(len(self.tokenizer(m.get("content") or "", add_special_tokens=False)["input_ids"])
-                   for m in messages)
+        return count_tokens(self.tokenizer, messages)
 
     def result(self) -> TokenStats:
         too_long = sum(c for length, c in self.lengths.items() if length > self.config.max_length)

@@ -33,7 +33,7 @@ class WorkbenchPage(QWidget):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.tokenizers = TokenizerCache(ctx.engine.load_tokenizer)
+        self.tokenizers = TokenizerCache(ctx.engine.load_text_tools)
         self.datasets = QComboBox(objectName="workbenchDataset")
         self.datasets.setMinimumWidth(260)
         self.datasets.currentIndexChanged.connect(lambda _: self._refresh_panels())

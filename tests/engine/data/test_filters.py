@@ -141,3 +141,25 @@ def test_cancel_stops_the_scan() -> None:
     examples = (ex(i, ("user", "q"), ("assistant", "a")) for i in range(600))
     with pytest.raises(Cancelled):
         preview_filters(examples, cancel=token)
+
+
+def test_rendered_lengths_match_the_chat_template_of_the_model(tiny_model_dir) -> None:
+    """With the model's template, lengths and the truncation count are what training sees;
+    the independent count is transformers' own apply_chat_template on the same messages."""
+    from transformers import AutoTokenizer
+
+    from engine.templates import resolve_template
+    from engine.tokens import special_tokens_for
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    template = resolve_template(tokenizer)
+    special = special_tokens_for(tiny_model_dir, tokenizer, template)
+    rows = [{"id": i, "messages": [{"role": "user", "content": "word " * (3 * i + 1)},
+                                   {"role": "assistant", "content": "ok " * i}]} for i in range(1, 5)]
+    lengths = [len(tokenizer.apply_chat_template(r["messages"], tokenize=True)["input_ids"])
+               for r in rows]
+    limit = sorted(lengths)[1]
+    preview = preview_filters(rows, FilterConfig(max_length=limit, max_tokens=limit),
+                              tokenizer=tokenizer, template=template, special=special)
+    assert preview.truncated == sum(n > limit for n in lengths) == 2
+    assert {f.example_id for f in preview.flags if f.rule == "too_long"} == {3, 4}
