@@ -8,7 +8,7 @@ their results come back through signals, and the GUI thread writes them here. Th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import QObject, Signal
 
@@ -111,9 +111,26 @@ class Store:
     def example(self, example_id: int, version_id: int | None = None) -> dict[str, Any]:
         return storage.get_example(self.db, example_id, version_id=version_id)
 
-    def head_examples(self, dataset_id: int) -> list[dict[str, Any]]:
-        """All examples of the head version (for a job: plain dicts, no connection)."""
-        return list(storage.iter_examples(self.db, dataset_id))
+    def version_reader(self, dataset_id: int) -> tuple[int, Callable[[], list[dict[str, Any]]]]:
+        """The head version's id, and a function that reads its examples on a job thread.
+
+        The function opens its own read-only connection there (WAL: a consistent snapshot while
+        the GUI thread writes), so 100,000 examples never stall the window; an in-memory
+        database (tests) is read here instead.
+        """
+        version_id = storage.head_version_id(self.db, dataset_id)
+        path = storage.database_path(self.db)
+        if path is None:
+            rows = list(storage.iter_examples(self.db, dataset_id, version_id=version_id))
+            return version_id, lambda: rows
+
+        def read() -> list[dict[str, Any]]:
+            reader = storage.open_reader(path)
+            try:
+                return list(storage.iter_examples(reader, dataset_id, version_id=version_id))
+            finally:
+                reader.close()
+        return version_id, read
 
     def create_version(self, dataset_id: int, change: dict[str, Any]) -> dict[str, Any]:
         """Write a new head version from ``VersionChange.as_kwargs()``; returns it."""

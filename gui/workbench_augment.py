@@ -99,12 +99,11 @@ class AugmentPanel(OperationPanel):
 
     def job_fn(self, config: Any, rows: list[dict]) -> Callable[..., Any]:
         run = getattr(self.ctx.engine, self.form.current()[1])
-        chosen = rows
-        if self.only.text().strip():
-            ids = set(self.ctx.store.search_ids(self.page.dataset_id(), self.only.text()))
-            chosen = [e for e in rows if e["id"] in ids]
-        return lambda report, cancel: run(chosen, config, existing=rows, report=report,
-                                          cancel=cancel)
+        ids = (set(self.ctx.store.search_ids(self.page.dataset_id(), self.only.text()))
+               if self.only.text().strip() else None)
+        # ``rows`` is filled on the job thread: choose from it there.
+        return lambda report, cancel: run([e for e in rows if ids is None or e["id"] in ids],
+                                          config, existing=rows, report=report, cancel=cancel)
 
     def review_rows(self, result: Any) -> list[ReviewRow]:
         return [ReviewRow(i, (self.example_label(p.origin_id), p.method.removeprefix("synthetic:"),

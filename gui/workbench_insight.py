@@ -167,11 +167,11 @@ class StatsPanel(QWidget):
         dataset_id, config = self.page.dataset_id(), self.form.build()
         if dataset_id is None or config is None:
             return None
-        rows, path = self.ctx.store.head_examples(dataset_id), self.model.model_path()
+        (_, read), path = self.ctx.store.version_reader(dataset_id), self.model.model_path()
         stats, tokenizers = self.ctx.engine.dataset_stats, self.page.tokenizers
         def run(report: Any, cancel: Any) -> Any:
             tools = tokenizers.get(path)
-            return stats(rows, tokenizer=tools and tools.tokenizer, template=tools and tools.template,
+            return stats(read(), tokenizer=tools and tools.tokenizer, template=tools and tools.template,
                          special=tools and tools.special, config=config, report=report,
                          cancel=cancel)
         self.job = self.ctx.runner.submit("Dataset statistics", run, lane="light")

@@ -186,16 +186,21 @@ class OperationPanel(QWidget):
         if dataset_id is None or config is None:
             return None
         try:
-            self.rows = self.ctx.store.head_examples(dataset_id)
-            self.head = self.ctx.store.head_version_id(dataset_id)
-            job = self.ctx.runner.submit(f"Preview {self.title.lower()}",
-                                         self.job_fn(config, self.rows), lane=self.lane)
+            self.head, read = self.ctx.store.version_reader(dataset_id)
+            self.rows = rows = []
+            inner = self.job_fn(config, rows)
+
+            def run(report: Any, cancel: Any) -> Any:
+                rows.extend(read())  # on the job thread, through its own connection
+                return inner(report, cancel)
+            job = self.ctx.runner.submit(f"Preview {self.title.lower()}", run, lane=self.lane)
         except Exception as exc:  # noqa: BLE001 - shown to the user (e.g. JobBusy)
             show_error(self, exc, f"preview {self.title.lower()}")
             return None
         self.config, self.job, self.result = config, job, None
         self._set_running(True)
-        self.status.setText(f"Previewing {len(self.rows):,} examples…")
+        count = self.ctx.store.dataset(dataset_id)["example_count"]
+        self.status.setText(f"Previewing {count:,} examples…")
         job.progress.connect(self._on_progress)
         job.succeeded.connect(self._on_preview)
         job.failed.connect(lambda exc: show_error(self, exc, f"preview {self.title.lower()}"))
@@ -220,6 +225,7 @@ class OperationPanel(QWidget):
         self.status.setText(f"{event.stage}: {event.step:,}{total} {event.message}".strip())
 
     def _on_preview(self, result: Any) -> None:
+        self._by_id_rows = None  # the rows list was filled on the job thread
         self.result = result
         self.fill_table(self.review_rows(result))
         self.status.setText(self.summary(result))

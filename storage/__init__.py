@@ -19,7 +19,7 @@ from storage.chats import (add_chat_message, create_chat, delete_chat, get_chat,
                            get_chat_messages, list_chats, update_chat)
 from storage.datasets import (create_dataset, delete_dataset, get_dataset, list_datasets,
                               update_dataset)
-from storage.db import open_database, open_memory_database
+from storage.db import database_path, open_database, open_memory_database, open_reader
 from storage.errors import Conflict, InvalidRecord, NotFound, StorageError
 from storage.examples import (add_example, count_examples, delete_example, get_example,
                               iter_examples, search_examples, search_ids, tag_counts,
@@ -37,7 +37,7 @@ from storage.versions import (SPLITS, VERSION_OPERATIONS, checkout, create_versi
                               resolve_version, undo)
 
 __all__ = [
-    "ARTIFACT_KINDS", "FINAL_STATUSES", "ROLES", "RUN_KINDS", "RUN_STATUSES", "SPLITS",
+    "database_path", "open_reader", "ARTIFACT_KINDS", "FINAL_STATUSES", "ROLES", "RUN_KINDS", "RUN_STATUSES", "SPLITS",
     "SUBDIRS", "VERSION_OPERATIONS", "checkout", "create_version", "diff_versions",
     "get_version", "head_version_id", "list_versions", "resolve_version", "search_ids",
     "tag_counts", "tag_examples", "undo",

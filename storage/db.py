@@ -49,6 +49,24 @@ def open_database(data_dir: str | os.PathLike[str] | None = None) -> Database:
     return db
 
 
+def database_path(db: Database) -> str | None:
+    """The file of an open database, or ``None`` for an in-memory one."""
+    return db.execute("PRAGMA database_list").fetchone()[2] or None
+
+
+def open_reader(path: str | os.PathLike[str]) -> Database:
+    """A read-only connection to a database file (see :func:`database_path`) for a thread
+    other than the one that opened the database.
+
+    WAL mode lets it read a consistent snapshot while the first connection writes; open it on
+    the thread that will use it, and close it there.
+    """
+    reader = Database(path)
+    _configure(reader)
+    reader.conn.execute("PRAGMA query_only = ON")
+    return reader
+
+
 def open_memory_database() -> Database:
     """Open a fresh in-memory database with the full schema (for tests and previews)."""
     db = Database(memory=True)

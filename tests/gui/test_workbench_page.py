@@ -32,7 +32,7 @@ def make_page(ctx, qtbot, examples: list[dict]) -> WorkbenchPage:
 
 
 def texts(ctx, dataset_id: int) -> list[str]:
-    return [e["messages"][0]["content"] for e in ctx.store.head_examples(dataset_id)]
+    return [e["messages"][0]["content"] for e in ctx.store.all_examples(dataset_id)]
 
 
 def run_preview(qtbot, panel) -> None:
@@ -45,7 +45,7 @@ def run_preview(qtbot, panel) -> None:
 def test_history_undo_go_to_and_diff(ctx, qtbot) -> None:
     page = make_page(ctx, qtbot, DISTINCT)
     dataset_id = page.dataset_id()
-    first = ctx.store.head_examples(dataset_id)
+    first = ctx.store.all_examples(dataset_id)
     ctx.store.delete_example(first[0]["id"])                       # version 2: 2 examples
     ctx.store.update_example(first[1]["id"], chat("Where is my parcel now?", "Track it."))  # v3
     ctx.hub.datasets_changed.emit()
@@ -81,7 +81,7 @@ def test_dedupe_preview_keep_anyway_and_apply(ctx, qtbot) -> None:
     run_preview(qtbot, panel)
     assert panel.result is not None and len(panel.result.exact_groups) == 2
     assert "3 would be removed" in panel.status.text()
-    keep_id = ctx.store.head_examples(dataset_id)[5]["id"]        # the last copy of a
+    keep_id = ctx.store.all_examples(dataset_id)[5]["id"]        # the last copy of a
     panel.set_checked(keep_id, True)
     with qtbot.waitSignal(ctx.hub.datasets_changed, timeout=2000):
         version = panel.apply()
@@ -158,8 +158,8 @@ def test_augment_reject_one_adds_synthetic(ctx, qtbot) -> None:
     panel.set_checked(1, True)                                    # reject the second one
     version = panel.apply()
     assert version["example_count"] == 4
-    new = ctx.store.head_examples(page.dataset_id())[-1]
-    origin = ctx.store.head_examples(page.dataset_id())[0]["id"]
+    new = ctx.store.all_examples(page.dataset_id())[-1]
+    origin = ctx.store.all_examples(page.dataset_id())[0]["id"]
     assert (new["synthetic"], new["origin_id"]) == (True, origin)
     assert new["messages"][0]["content"] == "Rephrased 0"
 

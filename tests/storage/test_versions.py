@@ -176,3 +176,27 @@ def test_migration_makes_existing_datasets_version_1(tmp_path: Any) -> None:
     assert (version["number"], version["example_count"]) == (1, 2)
     assert _texts(db, 1) == ["first", "second"]
     assert storage.get_run(db, 1)["dataset_version_id"] == version["id"]
+
+
+def test_a_reader_on_another_thread_sees_the_version(file_db: Database) -> None:
+    import threading
+
+    dataset = storage.create_dataset(file_db, "t", [make_example("q", "a")])
+    path = storage.database_path(file_db)
+    seen: list[str] = []
+
+    def read() -> None:
+        reader = storage.open_reader(path)
+        try:
+            seen.extend(e["messages"][0]["content"] for e in storage.iter_examples(
+                reader, dataset["id"], version_id=dataset["head_version_id"]))
+            with pytest.raises(Exception, match="readonly"):
+                reader.execute("DELETE FROM examples")
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert seen == ["q"]
+    assert storage.database_path(storage.open_memory_database()) is None
