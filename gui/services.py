@@ -44,6 +44,13 @@ class Engine:
     import_gguf_model: Callable[..., Any]
     merge_adapter: Callable[..., Any]
     export_gguf: Callable[..., Any]
+    # export verification (reports as dicts, stored beside each file) and the adapter GGUF
+    verify_merged: Callable[..., Any]
+    verify_gguf: Callable[..., Any]
+    verify_adapter: Callable[..., Any]
+    write_sharing_files: Callable[..., Any]
+    export_adapter_gguf: Callable[..., Any]
+    find_base_gguf: Callable[..., Any]
     open_chat: Callable[..., Any]
     sampling_config: Callable[..., Any]
     score_model: Callable[..., Any]
@@ -58,7 +65,7 @@ class Engine:
     dataset_stats: Callable[..., Any]
     preview_template: Callable[..., Any]
     merge_spans: Callable[..., Any]
-    load_tokenizer: Callable[..., Any]
+    load_text_tools: Callable[..., Any]
     data_config_class: Callable[[str], type]
     version_change: Callable[..., Any]
 
@@ -113,10 +120,10 @@ def _version_change(operation: str, *args: Any, **kwargs: Any) -> Any:
     return getattr(workbench, f"{operation}_change")(*args, **kwargs)
 
 
-def _load_tokenizer(model_dir: Any) -> Any:
-    """A base model's tokenizer from local files (never custom code from the folder)."""
-    load = importlib.import_module("engine.train_model").load_tokenizer
-    return load(Path(model_dir), allow_custom_code=False)
+def _load_text_tools(model_dir: Any) -> Any:
+    """A base model's tokenizer (local files, never custom code from the folder), chat template
+    and special tokens, resolved as training resolves them."""
+    return importlib.import_module("engine.data.workbench").load_text_tools(model_dir)
 
 
 def _device_summary() -> str:
@@ -148,6 +155,12 @@ def real_engine() -> Engine:
         import_gguf_model=_lazy("engine.gguf_import", "import_gguf_model"),
         merge_adapter=_lazy("engine.merge", "merge_adapter"),
         export_gguf=_lazy("engine.export", "export_gguf"),
+        verify_merged=_lazy("gui.export_verify", "verify_merged_folder"),
+        verify_gguf=_lazy("gui.export_verify", "verify_gguf"),
+        verify_adapter=_lazy("gui.export_verify", "verify_adapter"),
+        write_sharing_files=_lazy("gui.export_verify", "write_sharing_files"),
+        export_adapter_gguf=_lazy("engine.adapter_gguf", "export_adapter_gguf"),
+        find_base_gguf=_lazy("engine.base_gguf", "find_base_gguf"),
         open_chat=_lazy("engine.chat", "ChatModel"),
         sampling_config=_lazy("engine.chat", "SamplingConfig"),
         score_model=_lazy("gui.scoring", "score_model"),
@@ -161,7 +174,7 @@ def real_engine() -> Engine:
         dataset_stats=_lazy("engine.data.stats", "dataset_stats"),
         preview_template=_lazy("engine.data.preview", "preview_example"),
         merge_spans=_lazy("engine.data.preview", "merge_spans"),
-        load_tokenizer=_load_tokenizer,
+        load_text_tools=_load_text_tools,
         data_config_class=_data_config_class,
         version_change=_version_change,
     )

@@ -28,12 +28,51 @@ CHECK_TITLES = {"top1_agreement": "Top-1 next-token agreement", "mean_kl": "Mean
                 "chat_template": "Chat template embedded", "eos_id": "EOS id", "bos_id": "BOS id",
                 "end_ids": "End-of-generation ids", "bos_count": "BOS per prompt",
                 "prompt_tokens": "Prompt tokenization", "file_size": "File size",
-                "tokens_per_second": "Generation speed"}
+                "tokens_per_second": "Generation speed",
+                "adapter_effect": "The adapter changes the model"}
+QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")  # report order
 
 
 def status_style(status: str) -> tuple[str, str, str]:
     """(icon, word, colour) of ``pass`` / ``warn`` / ``fail`` (unknown statuses as warn)."""
     return STATUS_STYLE.get(status, STATUS_STYLE["warn"])
+
+
+def stored_reports(store: Any, train_run_id: int, kind: str = "gguf") -> list[dict[str, Any]]:
+    """Verification reports of a train run's exports of ``kind`` (``merged``, ``gguf``,
+    ``adapter_gguf``) made by its child runs or, as the CLI does, through its merge run;
+    newest per path; wider types first (f16 before q8_0 before q4_k_m).
+
+    Args:
+        store: a :class:`gui.store.Store`.
+    """
+    seen, reports = set(), []
+    for artifact in store.artifacts(kind=kind):  # newest first
+        report = (artifact.get("meta") or {}).get("verification")
+        if not report or artifact["path"] in seen or artifact["run_id"] is None:
+            continue
+        parent = store.run(artifact["run_id"]).get("parent_run_id")
+        if parent != train_run_id and (parent is None or
+                                       store.run(parent).get("parent_run_id") != train_run_id):
+            continue
+        seen.add(artifact["path"])
+        reports.append(report)
+    rank = {q: i for i, q in enumerate(QUANT_ORDER)}
+    return sorted(reports, key=lambda r: rank.get(r.get("quant"), len(rank)))
+
+
+def verdict_text(result: dict[str, Any]) -> str:
+    """One line for an export job's result: the verdict of the file (and of the merged folder
+    when there is one), or why it was not verified (``result["note"]``)."""
+    parts = []
+    for what, report in (("merged model", result.get("merged_verification")),
+                         ("file", result.get("verification"))):
+        if report:
+            icon, word, _ = status_style(report.get("overall", "warn"))
+            parts.append(f"{what} {icon} {word}")
+    if parts:
+        return ", ".join(parts) + " — details in the cards below."
+    return result.get("note") or "Not verified (switched off)."
 
 
 def value_text(value: Any) -> str:
@@ -53,9 +92,11 @@ def value_text(value: Any) -> str:
 
 class VerifyCard(QFrame):
     """One file's verification: overall verdict in colour, icon and word, then each check with
-    its measured value and threshold (the explanation in the row's tooltip)."""
+    its measured value and threshold (the explanation in the row's tooltip). ``title`` names
+    what was checked before the file name (e.g. "Merged model"); ``on_open`` adds an "Open
+    folder" button."""
 
-    def __init__(self, report: dict[str, Any], *,
+    def __init__(self, report: dict[str, Any], *, title: str | None = None,
                  on_open: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(objectName="verifyCard")
         self.report = report
@@ -65,6 +106,7 @@ class VerifyCard(QFrame):
         self.setStyleSheet(f"QFrame#verifyCard {{ border: 2px solid {colour}; border-radius: 8px; }}")
         layout = QVBoxLayout(self)
         name = Path(report.get("path", "?")).name
+        name = f"{title}: {name}" if title else name
         size = human_bytes(report["bytes"]) if report.get("bytes") else ""
         self.header = QLabel(f"{icon} {word} — {name} ({report.get('quant', '?')}"
                              f"{', ' + size if size else ''})", objectName="verifyVerdict")

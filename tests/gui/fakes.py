@@ -96,6 +96,61 @@ def fake_export_gguf(merged_dir: Path, gguf_path: Path, quant: str, *, report=ig
     return FakeExportResult(gguf_path)
 
 
+@dataclass(frozen=True)
+class FakeAdapterResult:
+    """Like ``engine.adapter_gguf.AdapterExportResult`` without the checksum (the page measures)."""
+
+    path: Path
+    architecture: str
+    rank: int
+    alpha: float
+
+
+def fake_export_adapter_gguf(adapter_dir: Path, out_path: Path, *, base_dir: Path | None = None,
+                             outtype: str = "f32", report=ignore_progress,
+                             cancel: CancelToken | None = None) -> FakeAdapterResult:
+    """Writes b"GGUF" + ``lora-<outtype>`` repeated, in a ``convert`` and a ``write`` step."""
+    out_path = Path(out_path)
+    report(Progress("convert", 1, 2, message="model.layers.0.self_attn.q_proj.weight"))
+    if cancel is not None:
+        cancel.check()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(b"GGUF" + f"lora-{outtype}".encode() * 100)
+    report(Progress("write", 2, 2, message=f"Wrote {out_path.name}"))
+    return FakeAdapterResult(out_path, "llama", 4, 8.0)
+
+
+def fake_report(path, quant: str, overall: str, *, top1: float = 1.0, kl: float = 0.002,
+                speed: float = 41.5) -> dict:
+    """A stored report in VerificationReport.to_dict() shape, checks chosen to give ``overall``."""
+    checks = [{"name": "top1_agreement", "status": "pass" if top1 >= 0.9 else "fail",
+               "value": top1, "threshold": ">= 0.9 passes for q8_0, < 0.5 fails",
+               "explanation": "the GGUF picks the same next token as the trained model"},
+              {"name": "stops", "status": "warn" if overall == "warn" else "pass", "value": 0.25,
+               "threshold": ">= 0.75 passes, < 0.25 fails",
+               "explanation": "the model never learned to end its turn"},
+              {"name": "mean_kl", "status": "pass", "value": kl, "threshold": "<= 0.03 nats",
+               "explanation": "next-token probabilities match"}]
+    return {"path": str(path), "quant": quant, "bytes": 300 * 2**20, "overall": overall,
+            "checks": checks, "metrics": {"top1_agreement": top1, "mean_kl": kl,
+                                          "perplexity_gguf": 10.5, "perplexity_reference": 10.4,
+                                          "tokens_per_second": speed}}
+
+
+class FakeVerifier:
+    """Stands in for ``verify_gguf`` / ``verify_merged`` / ``verify_adapter``
+    (``(path, quant | dtype | base_gguf, *, inputs, report, cancel, ...)``): records each call,
+    returns a report with ``overall`` (``quant`` names its type, default the second argument)."""
+
+    def __init__(self, overall: str = "pass", quant: str | None = None) -> None:
+        self.overall, self.quant, self.calls = overall, quant, []
+
+    def __call__(self, path, what, *, report=ignore_progress, cancel=None, **kwargs) -> dict:
+        self.calls.append({"path": path, "what": what, **kwargs})
+        report(Progress("verify", 1, 1, message=f"fake verification of {Path(path).name}"))
+        return fake_report(path, self.quant or str(what), self.overall)
+
+
 class FakeScorer:
     """Stands in for ``gui.scoring.score_model``: records each call, returns fixed scores."""
 
@@ -141,5 +196,10 @@ def fake_engine(model_root: Path) -> Engine:
         sampling_config=lambda **kw: dict(kw),
         merge_adapter=fake_merge_adapter,
         export_gguf=fake_export_gguf,
+        export_adapter_gguf=fake_export_adapter_gguf,
+        verify_merged=FakeVerifier(quant="bf16"),
+        verify_gguf=FakeVerifier(),
+        verify_adapter=FakeVerifier(quant="q4_k_m+lora"),
+        find_base_gguf=lambda model_dir: None,
         score_model=FakeScorer(),
     )
