@@ -883,9 +883,8 @@ def _verify_gguf(path: Path, quant: str, reference: Any, rows: list[dict[str, An
     """Verify a GGUF; its limits are no stricter than the merged folder's dtype allows."""
     from engine.verify import verify_export
     from engine.verify_checks import VerifyThresholds
-    from engine.verify_merged import DTYPE_QUANT
 
-    limits = VerifyThresholds().with_floor(DTYPE_QUANT.get(merged_dtype or ""))
+    limits = VerifyThresholds.for_merged_dtype(merged_dtype)
     return verify_export(path, reference_dir=reference.model_dir, rows=rows, quant=quant,
                          reference=reference, max_new_tokens=reference.max_new_tokens,
                          thresholds=limits, report=app.report, cancel=app.cancel)

@@ -168,7 +168,9 @@ def _load_tokenizer(gguf_path: Path):
 
 
 def _write_source(path: Path, gguf_path: Path, dtype: str) -> None:
+    # gguf_path: where the file was, so an adapter can later be verified on this exact base
+    # (engine.base_gguf.find_base_gguf checks it still has this sha256).
     record = {"source": f"gguf-import:{gguf_path.name}", "gguf_sha256": sha256_file(gguf_path),
-              "dtype": dtype}
+              "gguf_path": str(gguf_path.resolve()), "dtype": dtype}
     with atomic_write(path) as handle:
         json.dump(record, handle, indent=2)

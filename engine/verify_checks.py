@@ -45,6 +45,10 @@ KL_PASS = {"f32": 1e-3, "f16": 1e-3, "bf16": 1e-2, "q8_0": 0.03, "q6_k": 0.04,
 LENIENT = "q4_k_m"
 
 
+# torch dtype name -> the export-type row of the thresholds (a merged folder is "exported" in
+# its storage dtype).
+DTYPE_QUANT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
 @dataclass(frozen=True)
 class VerifyThresholds:
     """Limits that turn verification measurements into pass/warn/fail (see the module docstring
@@ -91,6 +95,12 @@ class VerifyThresholds:
         return dataclasses.replace(
             self, top1_pass={k: min(v, top1) for k, v in self.top1_pass.items()},
             kl_pass={k: max(v, kl) for k, v in self.kl_pass.items()})
+
+    @classmethod
+    def for_merged_dtype(cls, dtype: str | None) -> "VerifyThresholds":
+        """The default limits with the floor of a merged folder stored in ``dtype`` (a torch
+        dtype name such as ``bfloat16``; ``None`` or unknown: the defaults)."""
+        return cls().with_floor(DTYPE_QUANT.get(dtype or ""))
 
     def limit(self, table: str, quant: str) -> float:
         """The ``top1_pass`` or ``kl_pass`` entry for ``quant`` (the q4_k_m one if unknown)."""

@@ -21,12 +21,10 @@ from typing import Any
 from engine.fileio import atomic_write
 from engine.progress import CancelToken, Reporter, ignore_progress
 from engine.verify import ReferenceRun, VerificationReport, compare_logprobs, reference_run
-from engine.verify_checks import Check, VerifyThresholds, check_kl, check_perplexity, check_top1
+from engine.verify_checks import (DTYPE_QUANT, Check, VerifyThresholds, check_kl,
+                                  check_perplexity, check_top1)
 
 REPORT_SUFFIX = ".verify.json"
-# torch dtype name -> the export-type row of the thresholds (a merged folder is "exported" in
-# its storage dtype).
-DTYPE_QUANT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
 def verify_merged(merged_dir: str | os.PathLike[str], reference: ReferenceRun, rows: list[dict],

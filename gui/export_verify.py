@@ -82,7 +82,8 @@ def verify_merged_folder(merged_dir: Path, dtype: str | None, *, inputs: VerifyI
     Raises:
         Cancelled: the user cancelled the job.
     """
-    from engine.verify_merged import DTYPE_QUANT, verify_merged
+    from engine.verify_checks import DTYPE_QUANT
+    from engine.verify_merged import verify_merged
 
     quant = DTYPE_QUANT.get(dtype or "", dtype or "merged")  # the name the report gives it
     return guarded(merged_dir, quant, lambda: verify_merged(
@@ -103,9 +104,8 @@ def verify_gguf(gguf_path: Path, quant: str, *, inputs: VerifyInputs, report: An
     """
     from engine.verify import verify_export
     from engine.verify_checks import VerifyThresholds
-    from engine.verify_merged import DTYPE_QUANT
 
-    limits = VerifyThresholds().with_floor(DTYPE_QUANT.get(merged_dtype or ""))
+    limits = VerifyThresholds.for_merged_dtype(merged_dtype)
     return guarded(gguf_path, quant, lambda: verify_export(
         gguf_path, reference_dir=inputs.model_dir, rows=inputs.rows[:VERIFY_ROWS], quant=quant,
         reference=inputs.reference(report, cancel), max_new_tokens=VERIFY_TOKENS,
