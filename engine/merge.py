@@ -157,9 +157,12 @@ def _load_tokenizer(base_dir: Path, adapter_dir: Path) -> Any:
 def _load_for_merge(base_dir: Path, adapter_dir: Path, tokenizer: Any, dtype: str,
                     template: str) -> tuple[Any, Any]:
     """The adapter model to merge (16-bit base) and the unmerged reference logits."""
-    from engine.merge_check import load_dequantized_base, load_peft, quantization_config
+    from engine.merge_check import (load_dequantized_base, load_peft, quantization_config,
+                                    require_bitsandbytes)
 
     if quantization_config(base_dir):
+        # Before loading the 4-bit reference, which would fail with transformers' bare ImportError.
+        require_bitsandbytes(base_dir)
         # C20: the adapter was trained on a 4-bit base. The reference is that 4-bit model;
         # the merge goes into a dequantized 16-bit copy, never into packed 4-bit weights.
         quantized = load_peft(base_dir, adapter_dir, None)

@@ -28,16 +28,23 @@ def logits_for(model: Any, tokenizer: Any, template: str | None) -> list[Any]:
     """
     import torch
 
-    dtype = model.dtype
     quantized = getattr(model, "hf_quantizer", None) is not None
-    upcast = dtype in (torch.bfloat16, torch.float16) and not quantized
+    upcast = model.dtype in (torch.bfloat16, torch.float16) and not quantized
+    # Restore each tensor's own dtype, not the model's: peft keeps LoRA weights in float32 on
+    # a bf16 base, and casting them to bf16 here would round them before the merge (C18).
+    dtypes = {name: t.dtype for name, t in _named_tensors(model)} if upcast else {}
     if upcast:
         model.to(torch.float32)
     try:
         return _probe(model, tokenizer, template)
     finally:
-        if upcast:
-            model.to(dtype)
+        for name, tensor in _named_tensors(model) if upcast else ():
+            tensor.data = tensor.data.to(dtypes.get(name, tensor.dtype))
+
+
+def _named_tensors(model: Any) -> list[tuple[str, Any]]:
+    # Read again after ``model.to``: it keeps parameter objects but replaces buffers.
+    return [*model.named_parameters(), *model.named_buffers()]
 
 
 def _probe(model: Any, tokenizer: Any, template: str | None) -> list[Any]:
@@ -103,16 +110,10 @@ def load_dequantized_base(base_dir: Path) -> Any:
     Raises:
         ModelLoadError: bitsandbytes is not installed.
     """
-    import importlib.util
-
     import torch
     from transformers import AutoModelForCausalLM
 
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"{base_dir} is a 4-bit (bitsandbytes) checkpoint; dequantizing it "
-                             "for the merge needs the bitsandbytes package, which is not "
-                             "installed. Merge on a machine with a GPU build, or train on a "
-                             "16-bit base.")
+    require_bitsandbytes(base_dir)
     dtype = merge_dtype(base_dir, "bfloat16")
     model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=False)
     model = model.dequantize()
@@ -120,3 +121,18 @@ def load_dequantized_base(base_dir: Path) -> Any:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model
+
+
+def require_bitsandbytes(base_dir: Path) -> None:
+    """Refuse a 4-bit base plainly when bitsandbytes is missing (C20), before any load.
+
+    Raises:
+        ModelLoadError: bitsandbytes is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"{base_dir} is a 4-bit (bitsandbytes) checkpoint; dequantizing it "
+                             "for the merge needs the bitsandbytes package, which is not "
+                             "installed. Merge on a machine with a GPU build, or train on a "
+                             "16-bit base.")

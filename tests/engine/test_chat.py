@@ -25,6 +25,7 @@ def test_cpu_has_amx_reads_cpuinfo_flags() -> None:
 
 
 def test_context_comes_from_the_model_not_512() -> None:
+    """CASES C24: the model's trained context within a memory budget, or the user's setting."""
     # Gemma 3 270M: 32768 trained; 18 layers x 1 KV head x (256 + 256) x 2 bytes = 18432 B/token.
     info = _info(32768, 18432)
     assert choose_n_ctx(info) == 8192
@@ -55,6 +56,7 @@ def _turns(n: int) -> list[dict]:
 
 
 def test_fit_history_drops_oldest_turn_pairs_and_caps_budget() -> None:
+    """CASES C24: history trimmed (count returned for the notice), max tokens capped."""
     count = lambda messages: 10 * len(messages)  # 10 tokens per message
     kept, trimmed, budget = fit_history(_turns(5), count, n_ctx=100, max_tokens=40)
     # 12 messages = 120 tokens; room for 40 needs <= 60 tokens -> keep 6: sys + 2 pairs + last.
@@ -102,6 +104,7 @@ def chat(gemma_q4):
 
 @pytest.mark.integration
 def test_gguf_without_template_is_refused(gemma_q4) -> None:
+    """CASES C12: no silent fallback to another model's format."""
     from engine.chat import ChatModel
     from engine.errors import ModelLoadError
     from engine.llama_runtime import read_gguf_info
@@ -113,6 +116,7 @@ def test_gguf_without_template_is_refused(gemma_q4) -> None:
 
 @pytest.mark.integration
 def test_metadata_and_context(chat) -> None:
+    """CASES C24 (no explicit n_ctx: not 512), C23/C07 (EOS and end-of-turn both end generation)."""
     # Expected values read from the file with the gguf package's GGUFReader (an independent parser).
     assert chat.info.context_length == 32768 and chat.n_ctx == 8192
     assert chat.info.bos_id == 2 and chat.info.eos_id == 1 and chat.info.add_bos
@@ -122,6 +126,7 @@ def test_metadata_and_context(chat) -> None:
 
 @pytest.mark.integration
 def test_exactly_one_bos_in_prompt(chat) -> None:
+    """CASES C14: template renders BOS and the GGUF says add BOS: still one BOS."""
     ids = chat.prompt_tokens(HELLO)
     assert ids.count(chat.info.bos_id) == 1 and ids[0] == chat.info.bos_id
     # The gemma template renders "<bos>" itself; parsing it must not add a second one.
@@ -130,6 +135,7 @@ def test_exactly_one_bos_in_prompt(chat) -> None:
 
 @pytest.mark.integration
 def test_stream_stops_without_headers_and_equals_reply(chat) -> None:
+    """CASES C23 on the real Gemma (EOS <eos>, turns end with <end_of_turn>); K12 stream == reply."""
     from engine.chat import ChatDelta, ChatFinished, SamplingConfig
 
     sampling = SamplingConfig(max_tokens=48, **GREEDY)
@@ -147,6 +153,7 @@ def test_stream_stops_without_headers_and_equals_reply(chat) -> None:
 
 @pytest.mark.integration
 def test_long_history_is_trimmed_visibly(gemma_q4) -> None:
+    """CASES C24: a >600-token conversation is trimmed visibly and max tokens capped, no error."""
     from engine.chat import ChatModel, SamplingConfig
 
     history = []

@@ -54,6 +54,7 @@ def test_perplexity_matches_hand_computed_cross_entropy(tiny_model_dir) -> None:
 
 
 def test_perplexity_independent_of_batch_size_and_padding(tiny_model_dir) -> None:
+    """CASES K14: results do not depend on batch size or padding."""
     one = perplexity_hf(tiny_model_dir, ROWS, template="chatml", max_length=64, batch_size=1)
     three = perplexity_hf(tiny_model_dir, ROWS, template="chatml", max_length=64, batch_size=3)
     assert one.tokens == three.tokens
@@ -72,6 +73,7 @@ def test_perplexity_reports_progress_and_skipped_rows(tiny_model_dir) -> None:
 
 
 def test_absurd_perplexity_is_flagged() -> None:
+    """CASES C15: the threshold itself (end to end in test_cases_k3_k14.py)."""
     from engine.evaluate import _result
 
     # Mean NLL 10 nats -> perplexity e^10 ~ 22026 > 1e4; 2 nats -> 7.39.

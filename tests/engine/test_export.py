@@ -36,6 +36,7 @@ def _edit_config(folder: Path, **changes: object) -> None:
 
 
 def test_quantized_checkpoint_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """CASES C21: a quantization_config in config.json."""
     folder = _copy(tiny_model_dir, tmp_path / "m")
     _edit_config(folder, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True})
     with pytest.raises(ExportError, match="16-bit"):
@@ -44,6 +45,7 @@ def test_quantized_checkpoint_is_refused(tiny_model_dir: Path, tmp_path: Path) -
 
 
 def test_packed_tensors_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """CASES C21: 4-bit packed tensors (bitsandbytes' .absmax) without a quantization_config."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -75,6 +77,7 @@ def test_unknown_bpe_pretokenizer_is_explained(tiny_model_dir: Path, tmp_path: P
 
 
 def test_fallback_prediction_by_row_length() -> None:
+    """CASES K11: block sizes from llama.cpp (QK_K = 256, QK8_0 = 32), rows counted by hand."""
     headers = {"a.weight": {"dtype": "BF16", "shape": [1024, 640]},
                "b.weight": {"dtype": "BF16", "shape": [640, 1024]},
                "norm.weight": {"dtype": "BF16", "shape": [640]}}
@@ -144,6 +147,9 @@ def _gemma_end_check(path: Path) -> dict:
 @pytest.mark.parametrize("quant, file_type", [("f16", "1"), ("q8_0", "7")])
 def test_gemma_export_carries_chat_format(gemma_hf_dir: Path, tmp_path: Path, quant: str,
                                           file_type: str) -> None:
+    """CASES C11 (Gemma's tokenizer has no template; the chosen one is embedded), C13 (explicit
+    format in the GGUF) and C07 (end-of-text and end-of-turn ids both recorded), read back by
+    llama.cpp itself."""
     out = tmp_path / f"gemma-{quant}.gguf"
     result = export_gguf(gemma_hf_dir, out, quant, chat_template=GEMMA_TEMPLATE)
     assert result.bytes == out.stat().st_size
@@ -159,6 +165,7 @@ def test_gemma_export_carries_chat_format(gemma_hf_dir: Path, tmp_path: Path, qu
 
 @pytest.mark.integration
 def test_gemma_q4_k_m_reports_640_wide_fallbacks(gemma_hf_dir: Path, tmp_path: Path) -> None:
+    """CASES K11: which tensors fall back, and the real size of the file written."""
     result = export_gguf(gemma_hf_dir, tmp_path / "g.gguf", "q4_k_m", chat_template=GEMMA_TEMPLATE)
     # Hand count: hidden size 640 is the row length of q/k/v, gate and up in each of the 18
     # layers and of the token embedding; o_proj (1024) and down (2048) fit 256-value blocks.

@@ -75,6 +75,7 @@ def _merged_logits(folder: Path) -> list:
 
 
 def test_merge_matches_unmerged_adapter_and_keeps_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # CASES K9 (logits vs peft), C08/C11 (template, pad and every end id written), C07.
     adapter = _make_adapter(tiny_model_dir, tmp_path / "adapter")
     before = (_hashes(tiny_model_dir), _hashes(adapter))
     special = _special(tiny_model_dir)
@@ -96,6 +97,7 @@ def test_merge_matches_unmerged_adapter_and_keeps_inputs(tiny_model_dir: Path, t
 
 
 def test_merge_keeps_bf16_and_size(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """CASES C17: weights and config.json stay bf16, size within 3% of the base."""
     from safetensors import safe_open
 
     base = _bf16_copy(tiny_model_dir, tmp_path / "base-bf16")
@@ -125,3 +127,35 @@ def test_merge_reads_train_record_and_refuses_pad_equal_eos(tiny_model_dir: Path
     with pytest.raises(ConfigError, match="pad id"):
         merge_adapter(tiny_model_dir, adapter, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_bf16_merge_is_computed_in_fp32_and_reports_progress(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """CASES C18: each merged bf16 weight equals a hand merge W + (alpha/r) * B @ A done in fp32
+    and cast to bf16 once; the other weights are untouched; one progress event per module."""
+    import torch
+    from safetensors.torch import load_file
+
+    base = _bf16_copy(tiny_model_dir, tmp_path / "base-bf16")
+    adapter = _make_adapter(base, tmp_path / "adapter", "bfloat16")
+    events = []
+    result = merge_adapter(base, adapter, tmp_path / "merged", chat_template=CHATML,
+                           special=_special(tiny_model_dir), report=events.append)
+
+    before, after = load_file(base / "model.safetensors"), load_file(result.path / "model.safetensors")
+    lora = load_file(adapter / "adapter_model.safetensors")
+    scaling = 8 / 4  # lora_alpha / r of _make_adapter
+    merged_names, bf16_differs = set(), 0
+    for key in [k for k in lora if ".lora_A." in k]:
+        name = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        a, b = lora[key], lora[key.replace(".lora_A.", ".lora_B.")]
+        expected = (before[name].float() + scaling * (b.float() @ a.float())).to(torch.bfloat16)
+        assert torch.equal(after[name], expected), name
+        # The same sum done in bf16 rounds differently: the check above can tell the two apart.
+        in_bf16 = before[name] + scaling * (b.to(torch.bfloat16) @ a.to(torch.bfloat16))
+        bf16_differs += int((in_bf16 != expected).sum())
+        merged_names.add(name)
+    assert len(merged_names) == 6 and bf16_differs > 0
+    assert all(torch.equal(after[n], before[n]) for n in before if n not in merged_names)
+    merge_steps = [(e.step, e.total) for e in events if e.stage == "merge"]
+    assert merge_steps == [(i, 6) for i in range(1, 7)]
+    assert [e.stage for e in events][0] == "load" and events[-1].stage == "verify"

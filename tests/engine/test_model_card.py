@@ -43,6 +43,7 @@ PARAMETER stop "</s>"
 
 
 def test_gemma_modelfile(tmp_path: Path) -> None:
+    """CASES C13: explicit TEMPLATE and every end token as a stop parameter."""
     path = tmp_path / "Modelfile"
     # "<end_of_turn>" given twice (format + caller): one stop line (C13: every end token once).
     write_ollama_modelfile(path, "model-q8_0.gguf", chat_template_source=TEMPLATES["gemma"],

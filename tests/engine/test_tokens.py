@@ -66,6 +66,7 @@ def test_single_int_eos_in_generation_config(tmp_path: Path) -> None:
 
 
 def test_pad_equal_to_eos_is_replaced_by_an_unused_token() -> None:
+    # CASES C06: PAD is never EOS.
     tokenizer = build_tokenizer(pad_is_eos=True)
     assert tokenizer.pad_token == "</s>"
     pad_id = prepare_tokenizer(tokenizer)

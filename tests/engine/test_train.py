@@ -97,6 +97,7 @@ def test_cancel_leaves_loadable_adapter_and_checkpoint(tiny_model_dir: Path, tmp
 
 def test_non_finite_loss_stops_with_advice(tiny_model_dir: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """CASES C16: the first non-finite loss stops the run with advice; no NaN is logged."""
     calls = {"n": 0}
     real = train_loop.masked_loss_sum
 
@@ -129,3 +130,23 @@ def test_4bit_on_cpu_is_refused_before_loading(tiny_model_dir: Path, tmp_path: P
     with pytest.raises(ConfigError, match="load_in_4bit"):
         train_lora(fast_config(load_in_4bit=True), tiny_model_dir, ROWS, [], tmp_path)
     assert not (tmp_path / "adapter").exists()
+
+
+def test_non_finite_gradient_norm_stops_with_advice(tiny_model_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """CASES C16: an infinite gradient norm (finite loss) stops the run at that step."""
+    import torch
+
+    calls = {"n": 0}
+    real = torch.nn.utils.clip_grad_norm_
+
+    def exploding(*args, **kwargs):
+        norm = real(*args, **kwargs)
+        calls["n"] += 1
+        return norm * float("inf") if calls["n"] == 2 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", exploding)
+    events: list[Progress] = []
+    with pytest.raises(TrainingDiverged, match="step 2: the gradient norm became inf.*learning_rate"):
+        train_lora(fast_config(max_steps=4), tiny_model_dir, ROWS, [], tmp_path, report=events.append)
+    assert [e.step for e in events if e.stage == "train" and e.metrics] == [1]
