@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -202,7 +203,7 @@ def cmd_datasets_list(app: App) -> int:
 
 def cmd_datasets_show(app: App) -> int:
     dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
-    examples = list(storage.iter_examples(app.db, dataset["id"], limit=app.args.limit))
+    examples = list(itertools.islice(_selected(app, dataset), app.args.limit))
     text = [f"{dataset['name']}: {dataset['example_count']} examples, hash {dataset['content_hash']}"]
     for ex in examples:
         text.append(f"--- #{ex['id']} {' '.join(ex.get('tags') or [])}")
@@ -215,11 +216,21 @@ def cmd_datasets_export(app: App) -> int:
     from engine.data import export_jsonl
 
     dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
-    examples = list(storage.iter_examples(app.db, dataset["id"]))
+    examples = list(_selected(app, dataset))
     export_jsonl(examples, app.args.out)
     app.console.result({"path": str(app.args.out), "examples": len(examples)},
                        f"Wrote {len(examples)} examples to {app.args.out}")
     return EXIT_OK
+
+
+def _selected(app: App, dataset: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The examples of a version (--version N, default the head), optionally only one split
+    (--split) and/or those carrying a tag (--tag)."""
+    version_id = storage.resolve_version(app.db, dataset["id"], app.args.version)
+    for example in storage.iter_examples(app.db, dataset["id"], version_id=version_id,
+                                         split=app.args.split):
+        if app.args.tag is None or app.args.tag in example["tags"]:
+            yield example
 
 
 def cmd_datasets_delete(app: App) -> int:
@@ -1362,15 +1373,23 @@ def _datasets_parser(commands: Any) -> None:
     p = sub.add_parser("show", help="Show a dataset's examples.")
     p.add_argument("dataset", help="Dataset name or id.")
     p.add_argument("--limit", type=int, default=10, help="How many examples (default 10).")
+    _selection_options(p)
     p.set_defaults(handler=cmd_datasets_show)
     p = sub.add_parser("export", help="Export a dataset to JSONL (OpenAI chat shape).")
     p.add_argument("dataset", help="Dataset name or id.")
     p.add_argument("out", type=Path, help="The .jsonl file to write.")
+    _selection_options(p)
     p.set_defaults(handler=cmd_datasets_export)
     p = sub.add_parser("delete", help="Delete a dataset and its examples.")
     p.add_argument("dataset", help="Dataset name or id.")
     p.set_defaults(handler=cmd_datasets_delete)
     _workbench_parsers(sub)
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", type=int, help="Version number (default: the current one).")
+    p.add_argument("--split", choices=storage.SPLITS, help="Only this split.")
+    p.add_argument("--tag", help="Only examples with this tag.")
 
 
 def _workbench_parsers(sub: Any) -> None:

@@ -49,6 +49,10 @@ class FilterConfig:
     regex_action: str = option("drop", choices=("drop", "keep"),
                                help="drop: remove examples that match; keep: remove those "
                                     "that do not.")
+    keep_tags: tuple[str, ...] = option((), help="Keep only examples carrying at least one of "
+                                                 "these tags (empty = no tag rule).")
+    drop_tags: tuple[str, ...] = option((), help="Drop examples carrying any of these tags, "
+                                                 "e.g. ('synthetic:synonym',).")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -171,6 +175,14 @@ def _regex(example: dict, config: FilterConfig, pattern: re.Pattern[str]) -> lis
     return []
 
 
+def _tags(example: dict, config: FilterConfig) -> list[tuple[str, str]]:
+    tags = set(example.get("tags") or ())
+    if config.keep_tags and not tags & set(config.keep_tags):
+        return [("tag", f"has none of the tags {', '.join(config.keep_tags)}")]
+    dropped = sorted(tags & set(config.drop_tags))
+    return [("tag", f"tagged {', '.join(dropped)}")] if dropped else []
+
+
 def _language_rule(config: FilterConfig, counts: Counter) -> Callable[[dict], list]:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
@@ -197,6 +209,8 @@ def _rules(config: FilterConfig, counts: Counter) -> list[Callable[[dict], list]
     if config.regex:
         pattern = re.compile(config.regex)
         rules.append(lambda e: _regex(e, config, pattern))
+    if config.keep_tags or config.drop_tags:
+        rules.append(lambda e: _tags(e, config))
     if config.languages:
         rules.append(_language_rule(config, counts))
     return rules

@@ -108,3 +108,16 @@ def test_streamed_import_refusing_a_bad_last_row_writes_nothing(capsys, tmp_path
     code, done = run(capsys, data_dir, "datasets", "import", str(path), "--policy", "skip",
                      "--dedupe")
     assert (code, done["imported"], done["skipped"], done["duplicates_removed"]) == (0, 1, 1, 1)
+
+
+def test_show_and_export_select_by_version_split_and_tag(capsys, data, tmp_path) -> None:
+    run(capsys, data, "datasets", "tag", "d", "--search", "password", "--add", "account")
+    _, shown = run(capsys, data, "datasets", "show", "d", "--tag", "account")
+    assert len(shown["examples"]) == 2  # rows 1 and 2 mention "password"
+    _, old = run(capsys, data, "datasets", "show", "d", "--version", "1", "--tag", "account")
+    assert old["examples"] == []
+    run(capsys, data, "datasets", "split", "d", "--validation-fraction", "0.5", "--apply")
+    out = tmp_path / "val.jsonl"
+    code, done = run(capsys, data, "datasets", "export", "d", str(out), "--split", "validation")
+    assert code == 0 and done["examples"] == 3  # round(6 * 0.5)
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3

@@ -163,3 +163,19 @@ def test_rendered_lengths_match_the_chat_template_of_the_model(tiny_model_dir) -
                               tokenizer=tokenizer, template=template, special=special)
     assert preview.truncated == sum(n > limit for n in lengths) == 2
     assert {f.example_id for f in preview.flags if f.rule == "too_long"} == {3, 4}
+
+
+def test_tag_rules_keep_and_drop_by_label() -> None:
+    rows = [{"id": 1, "tags": ["billing"], "messages": _pair("a")},
+            {"id": 2, "tags": ["greeting"], "messages": _pair("b")},
+            {"id": 3, "tags": ["billing", "synthetic:synonym"], "messages": _pair("c")},
+            {"id": 4, "tags": [], "messages": _pair("d")}]
+    keep = preview_filters(rows, FilterConfig(keep_tags=("billing",)))
+    assert apply_filters(keep) == [1, 3]  # by hand: 2 and 4 lack billing
+    drop = preview_filters(rows, FilterConfig(drop_tags=("synthetic:synonym",)))
+    assert apply_filters(drop) == [1, 2, 4]
+    assert {f.rule for f in drop.flags} == {"tag"}
+
+
+def _pair(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]
