@@ -50,7 +50,7 @@ class Console:
         """Print the command's result: ``data`` as JSON with ``--json``, else ``text``."""
         self.close_bar()
         if self.as_json:
-            print(json.dumps(data, ensure_ascii=False, default=str, indent=2))
+            print(json.dumps(_jsonable(data), ensure_ascii=False, default=str, indent=2))
         elif text is not None:
             print(text)
 
@@ -202,7 +202,7 @@ def cmd_datasets_list(app: App) -> int:
 
 
 def cmd_datasets_show(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     examples = list(itertools.islice(_selected(app, dataset), app.args.limit))
     text = [f"{dataset['name']}: {dataset['example_count']} examples, hash {dataset['content_hash']}"]
     for ex in examples:
@@ -215,7 +215,7 @@ def cmd_datasets_show(app: App) -> int:
 def cmd_datasets_export(app: App) -> int:
     from engine.data import export_jsonl
 
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     examples = list(_selected(app, dataset))
     export_jsonl(examples, app.args.out)
     app.console.result({"path": str(app.args.out), "examples": len(examples)},
@@ -234,8 +234,11 @@ def _selected(app: App, dataset: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def cmd_datasets_delete(app: App) -> int:
-    storage.delete_dataset(app.db, _id_or_name(app.args.dataset))
-    app.console.result({"deleted": app.args.dataset}, f"Deleted dataset {app.args.dataset}")
+    dataset = find_dataset(app.db, app.args.dataset)
+    storage.delete_dataset(app.db, dataset["id"])
+    app.console.result({"deleted": dataset["name"], "id": dataset["id"]},
+                       f"Deleted dataset '{dataset['name']}' (id {dataset['id']}, "
+                       f"{dataset['example_count']} examples in its current version)")
     return EXIT_OK
 
 
@@ -243,13 +246,26 @@ def _id_or_name(text: str) -> int | str:
     return int(text) if str(text).isdigit() else text
 
 
+def find_dataset(db: Any, ref: str | int) -> dict[str, Any]:
+    """A dataset by name, else by id: a dataset *named* "2" wins over the one with id 2.
+
+    Raises:
+        NotFound: neither a name nor an id matches.
+    """
+    try:
+        return storage.get_dataset(db, str(ref))
+    except storage.NotFound:
+        if str(ref).isdigit():
+            return storage.get_dataset(db, int(ref))
+        raise
+
 # ----------------------------------------------------------------------------- dataset workbench
 # Every operation previews by default and makes a new dataset version only with --apply.
 
 def _head_rows(app: App) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, Any]]]]:
     """The dataset and a function that streams its head version's examples from SQLite (each
     call a fresh pass), so operations over 100,000 examples never hold them all at once."""
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     return dataset, lambda: storage.iter_examples(app.db, dataset["id"])
 
 
@@ -266,12 +282,21 @@ def _finish_operation(app: App, dataset: dict[str, Any], change: Any, preview: A
     if change.is_empty:
         lines.append("Nothing to change.")
     elif app.args.apply:
-        version = storage.create_version(app.db, dataset["id"], **change.as_kwargs())
+        try:
+            version = storage.create_version(app.db, dataset["id"], **change.as_kwargs())
+        except storage.NothingChanged as nothing:
+            lines.append(f"{nothing}.")
+            return _print_operation(app, dataset, change, preview, lines, None)
         lines.append(f"Made version {version['number']} of '{dataset['name']}': "
                      f"{version['description']} ({version['example_count']} examples; "
                      f"undo with `main.py datasets undo {dataset['name']}`)")
     else:
-        lines.append(f"Preview only ({change.description}); add --apply to make a new version.")
+        lines.append(f"Preview only; --apply would make a new version: {change.description}.")
+    return _print_operation(app, dataset, change, preview, lines, version)
+
+
+def _print_operation(app: App, dataset: dict[str, Any], change: Any, preview: Any,
+                     lines: list[str], version: dict[str, Any] | None) -> int:
     app.console.result({"dataset": dataset["name"], "preview": _jsonable(preview),
                         "change": change.description, "version": version}, "\n".join(lines))
     return EXIT_OK
@@ -285,7 +310,7 @@ def _text_tools(app: App, model: str | None) -> Any:
 
 
 def cmd_datasets_versions(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     rows = [{**v, "head": "*" if v["id"] == dataset["head_version_id"] else "",
              "hash": v["content_hash"][:12]} for v in storage.list_versions(app.db, dataset["id"])]
     app.console.result(rows, table(rows, ["head", "number", "operation", "example_count",
@@ -294,7 +319,7 @@ def cmd_datasets_versions(app: App) -> int:
 
 
 def cmd_datasets_diff(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     old, new = (storage.resolve_version(app.db, dataset["id"], n) for n in (app.args.old, app.args.new))
     diff = storage.diff_versions(app.db, old, new)
     lines = [f"version {app.args.old} -> {app.args.new}: " + ", ".join(
@@ -316,7 +341,7 @@ def _first_user(example: dict[str, Any]) -> str:
 
 
 def cmd_datasets_undo(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     version = storage.undo(app.db, dataset["id"])
     app.console.result(version, f"'{dataset['name']}' is back at version {version['number']} "
                                 f"({version['example_count']} examples)")
@@ -324,7 +349,7 @@ def cmd_datasets_undo(app: App) -> int:
 
 
 def cmd_datasets_checkout(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     version = storage.checkout(app.db, dataset["id"], app.args.number)
     app.console.result(version, f"'{dataset['name']}' now uses version {version['number']} "
                                 f"({version['example_count']} examples)")
@@ -340,6 +365,7 @@ def cmd_datasets_dedupe(app: App) -> int:
     config = _config(DedupeConfig, app)
     preview = find_duplicates(rows(), config, total=dataset["example_count"], report=app.report,
                               cancel=app.cancel)
+    _check_keep(app.args.keep, {i for g in preview.groups for i in g.removals})
     change = dedupe_change(preview, to_dict(config), keep_anyway=app.args.keep or ())
     lines = [f"{len(preview.exact_groups)} exact and {len(preview.near_groups)} near-duplicate "
              f"groups in {preview.scanned} examples"]
@@ -358,8 +384,9 @@ def cmd_datasets_filter(app: App) -> int:
     preview = preview_filters(rows(), config, tokenizer=tools and tools.tokenizer,
                               template=tools and tools.template, special=tools and tools.special,
                               total=dataset["example_count"], report=app.report, cancel=app.cancel)
+    _check_keep(app.args.keep, preview.dropped)
     change = filter_change(preview, to_dict(config), keep_anyway=app.args.keep or ())
-    lines = [f"{len(preview.ids)} of {dataset['example_count']} examples flagged"
+    lines = [f"{len(preview.dropped)} of {dataset['example_count']} examples flagged"
              + (f"; {preview.truncated} would be truncated at {config.max_length} tokens"
                 if config.max_length else "")]
     lines += [f"#{f.example_id} {f.rule}: {f.reason}" for f in preview.flags[:app.args.limit]]
@@ -372,17 +399,50 @@ def cmd_datasets_scrub(app: App) -> int:
     from engine.data.workbench import scrub_change
 
     dataset, rows = _head_rows(app)
-    names = (tuple(n.strip() for n in Path(app.args.names_file).read_text("utf-8").splitlines()
+    names = (tuple(n.strip() for n in _read_text(app.args.names_file, "--names-file").splitlines()
                    if n.strip()) if app.args.names_file else None)
     config = _config(pii.PiiConfig, app, **({"names": names} if names else {}))
     preview = pii.preview(rows(), config, report=app.report, cancel=app.cancel)
-    skip = json.loads(Path(app.args.skip_file).read_text("utf-8")) if app.args.skip_file else ()
+    skip = _skip_keys(app.args.skip_file) if app.args.skip_file else []
     change = scrub_change(rows(), preview, to_dict(config), skip=skip)
     lines = [f"{len(preview.findings)} findings in {preview.examples_scanned} examples: "
              + ", ".join(f"{k} {n}" for k, n in preview.counts.items())]
-    lines += [f"#{f.example_id} msg {f.message_index} {f.kind}: {f.text!r} -> {f.placeholder}"
+    skipped = {tuple(k) for k in skip}
+    lines += [f"[{f.example_id}, {f.message_index}, {f.start}] {f.kind}: {f.text!r} -> "
+              + ("kept (skipped)" if f.key in skipped else f.placeholder)
               for f in preview.findings[:app.args.limit]]
+    lines.append("To keep a finding's text, list its [example, message, start] key in a JSON "
+                 "file and pass --skip-file FILE.")
     return _finish_operation(app, dataset, change, preview, lines)
+
+
+def _check_keep(keep: list[int] | None, proposed: set[int]) -> None:
+    unknown = sorted(set(keep or ()) - proposed)
+    if unknown:
+        raise DataError(f"--keep {' '.join(map(str, unknown))}: not among the examples this "
+                        "preview would remove; run it without --keep to see their ids")
+
+
+def _read_text(path: str, option: str) -> str:
+    """A UTF-8 text file named on the command line; a clear error when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{option} {path}: cannot read it ({error})") from None
+
+
+def _skip_keys(path: str) -> list[tuple[int, int, int]]:
+    """The ``--skip-file``: a JSON list of ``[example_id, message_index, start]`` keys."""
+    try:
+        keys = json.loads(_read_text(path, "--skip-file"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"--skip-file {path}: not JSON ({error})") from None
+    if not isinstance(keys, list) or not all(
+            isinstance(k, list) and len(k) == 3 and all(isinstance(n, int) for n in k)
+            for k in keys):
+        raise DataError(f"--skip-file {path}: expected a JSON list of [example_id, "
+                        "message_index, start] keys, as listed by the preview, e.g. [[3, 0, 12]]")
+    return [tuple(k) for k in keys]
 
 
 def _augment(app: App, make: Callable[[list[dict], Iterator[dict]], Any], params: dict) -> int:
@@ -392,7 +452,8 @@ def _augment(app: App, make: Callable[[list[dict], Iterator[dict]], Any], params
     chosen = [r for r in rows() if not r["synthetic"]
               and (not app.args.tag or app.args.tag in r["tags"])][:app.args.count]
     preview = make(chosen, rows())
-    change = augment_change(preview, params)
+    change = augment_change(preview, params,
+                            origin_splits={r["id"]: r["split"] for r in rows() if r["split"]})
     lines = [f"{len(preview.proposed)} new examples proposed from {len(chosen)}; "
              f"{len(preview.rejected)} variants rejected"]
     for p in preview.proposed[:app.args.limit]:
@@ -473,7 +534,7 @@ def cmd_datasets_stats(app: App) -> int:
 def cmd_datasets_template(app: App) -> int:
     from engine.data.preview import merge_spans, preview_example
 
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     example = next(storage.iter_examples(app.db, dataset["id"], offset=app.args.example - 1,
                                          limit=1), None)
     if example is None:
@@ -482,24 +543,29 @@ def cmd_datasets_template(app: App) -> int:
     shown = preview_example(tools.tokenizer, example["messages"], template=tools.template,
                             special=tools.special)
     body = "".join(f"[[{text}]]" if trained else text for text, trained in merge_spans(shown.tokens))
-    app.console.result(shown, f"template {shown.template}: {shown.n_trained} trained tokens "
+    app.console.result(shown, f"template {shown.template.name}: {shown.n_trained} trained tokens "
                               f"[[in brackets]], {shown.n_masked} masked\n{body}")
     return EXIT_OK
 
 
 def cmd_datasets_tag(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     ids = storage.search_ids(app.db, dataset["id"], app.args.search)
     if not ids:
         raise DataError(f"no example of '{dataset['name']}' matches {app.args.search!r}")
-    version = storage.tag_examples(app.db, dataset["id"], ids, add=app.args.add or (),
-                                   remove=app.args.remove or ())
+    try:
+        version = storage.tag_examples(app.db, dataset["id"], ids, add=app.args.add or (),
+                                       remove=app.args.remove or ())
+    except storage.NothingChanged:
+        app.console.result({"version": None}, f"Nothing to change: the {len(ids)} matching "
+                           "examples already have these tags.")
+        return EXIT_OK
     app.console.result(version, f"Made version {version['number']}: {version['description']}")
     return EXIT_OK
 
 
 def cmd_datasets_tags(app: App) -> int:
-    dataset = storage.get_dataset(app.db, _id_or_name(app.args.dataset))
+    dataset = find_dataset(app.db, app.args.dataset)
     rows = [{"tag": t, "examples": n} for t, n in storage.tag_counts(app.db, dataset["id"]).items()]
     app.console.result(rows, table(rows, ["tag", "examples"]) if rows else "no tags")
     return EXIT_OK
@@ -692,7 +758,7 @@ def cmd_train(app: App) -> int:
         if not a.dataset:
             raise ConfigError("train: --dataset NAME is required (or --resume RUN_ID)")
         config = train_config_from_args(a)
-        run, result = do_train(app, _id_or_name(a.dataset), a.model, config,
+        run, result = do_train(app, find_dataset(app.db, a.dataset)["id"], a.model, config,
                                validation_fraction=a.validation_fraction, name=a.name)
     summary = {"run": run, "adapter_dir": str(result.adapter_dir), "steps": result.steps_done,
                "train_loss": result.final_train_loss, "eval_loss": result.final_eval_loss,
@@ -1372,7 +1438,7 @@ def _datasets_parser(commands: Any) -> None:
     sub.add_parser("list", help="List datasets.").set_defaults(handler=cmd_datasets_list)
     p = sub.add_parser("show", help="Show a dataset's examples.")
     p.add_argument("dataset", help="Dataset name or id.")
-    p.add_argument("--limit", type=int, default=10, help="How many examples (default 10).")
+    p.add_argument("--limit", type=positive_int, default=10, help="How many examples (default 10).")
     _selection_options(p)
     p.set_defaults(handler=cmd_datasets_show)
     p = sub.add_parser("export", help="Export a dataset to JSONL (OpenAI chat shape).")
@@ -1384,6 +1450,17 @@ def _datasets_parser(commands: Any) -> None:
     p.add_argument("dataset", help="Dataset name or id.")
     p.set_defaults(handler=cmd_datasets_delete)
     _workbench_parsers(sub)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _selection_options(p: argparse.ArgumentParser) -> None:
@@ -1431,7 +1508,7 @@ def _workbench_parsers(sub: Any) -> None:
             ("synonyms", "Replace words of user turns with WordNet synonyms (offline).",
              cmd_datasets_synonyms, SynonymConfig)):
         p = _operation(sub, name, text + " New examples are marked synthetic.", handler, cls)
-        p.add_argument("--count", type=int, default=20, help="Augment at most this many "
+        p.add_argument("--count", type=positive_int, default=20, help="Augment at most this many "
                        "examples (default 20).")
         p.add_argument("--tag", help="Only examples with this tag.")
     p = _operation(sub, "split", "Seeded train/validation/test split, optionally stratified by "
@@ -1444,7 +1521,7 @@ def _workbench_parsers(sub: Any) -> None:
     p.add_argument("--template", help="Chat template name (default: the model's).")
     p = _dataset_command(sub, "template", "Render one example with the chat template and mark "
                          "the trained tokens.", cmd_datasets_template)
-    p.add_argument("--example", type=int, default=1, help="1-based example number (default 1).")
+    p.add_argument("--example", type=positive_int, default=1, help="1-based example number (default 1).")
     p.add_argument("--model", help="Base model (default: built-in).")
     p.add_argument("--template", help="Chat template name (default: the model's).")
     p = _dataset_command(sub, "tag", "Add or remove tags on every example matching a search.",
@@ -1460,7 +1537,7 @@ def _dataset_command(sub: Any, name: str, text: str, handler: Callable[[App], in
     p = sub.add_parser(name, help=text, description=text)
     p.add_argument("dataset", help="Dataset name or id.")
     if listed:
-        p.add_argument("--limit", type=int, default=20, help="Items listed (default 20).")
+        p.add_argument("--limit", type=positive_int, default=20, help="Items listed (default 20).")
     p.set_defaults(handler=handler)
     return p
 
@@ -1652,4 +1729,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. `main.py datasets versions NAME | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OK)

@@ -20,7 +20,7 @@ from storage.chats import (add_chat_message, create_chat, delete_chat, get_chat,
 from storage.datasets import (create_dataset, delete_dataset, get_dataset, list_datasets,
                               update_dataset)
 from storage.db import database_path, open_database, open_memory_database, open_reader
-from storage.errors import Conflict, InvalidRecord, NotFound, StorageError
+from storage.errors import Conflict, InvalidRecord, NotFound, NothingChanged, StorageError
 from storage.examples import (add_example, count_examples, delete_example, get_example,
                               iter_examples, search_examples, search_ids, tag_counts,
                               tag_examples, update_example)
@@ -41,7 +41,7 @@ __all__ = [
     "SUBDIRS", "VERSION_OPERATIONS", "checkout", "create_version", "diff_versions",
     "get_version", "head_version_id", "list_versions", "resolve_version", "search_ids",
     "tag_counts", "tag_examples", "undo",
-    "Conflict", "InvalidRecord", "NotFound", "StorageError",
+    "Conflict", "InvalidRecord", "NotFound", "NothingChanged", "StorageError",
     "add_artifact", "add_chat_message", "add_example", "add_metrics", "content_hash",
     "count_examples", "create_chat", "create_dataset", "data_dir", "database_file",
     "delete_base_model", "delete_chat", "delete_dataset", "delete_example", "delete_run",

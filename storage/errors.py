@@ -26,3 +26,7 @@ class Conflict(StorageError):
 
 class InvalidRecord(StorageError, ValueError):
     """A value handed to storage has the wrong shape (a bad example, an unknown run status)."""
+
+
+class NothingChanged(StorageError):
+    """A new dataset version would have the same content hash as its parent; none was made."""

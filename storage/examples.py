@@ -208,6 +208,8 @@ def update_example(db: Database, example_id: int, *, messages: list[dict[str, st
         current, dataset_id = _version_of(db, example_id)
         merged = {**current, "messages": current["messages"] if messages is None else messages,
                   "tags": current["tags"] if tags is None else tags}
+        if (merged["messages"], merged["tags"]) == (current["messages"], current["tags"]):
+            return current  # saved unchanged: no new version
         version = versions.create_version(
             db, dataset_id, operation="edit", description=f"edited example {current['position'] + 1}",
             replace={example_id: merged})

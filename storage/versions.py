@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from sqlite_utils import Database
 
 from storage.db import decode, fetch_one, json_text, utc_now
-from storage.errors import InvalidRecord
+from storage.errors import InvalidRecord, NothingChanged
 from storage.hashing import ContentHasher
 from storage.migrations import FTS_INSERT_BATCH_SQL
 from storage.validation import ExampleRow, normalize_example
@@ -257,6 +257,7 @@ def create_version(db: Database, dataset_id: int, *, operation: str, description
         NotFound: no such dataset or parent version.
         InvalidRecord: a malformed example, an unknown operation or split label, or
             ``insert_at`` outside the new version.
+        NothingChanged: the new version's content hash equals the parent's (nothing written).
     """
     with db.atomic():
         parent_id = head_version_id(db, dataset_id) if parent_id is None else parent_id
@@ -275,7 +276,12 @@ def create_version(db: Database, dataset_id: int, *, operation: str, description
             "INSERT INTO version_examples (version_id, position, example_id, split)"
             " VALUES (?, ?, ?, ?)",
             [(version_id, start + i, eid, split) for i, (eid, split) in enumerate(appended)])
-        return finish_version(db, version_id)
+        version = finish_version(db, version_id)
+        if version["content_hash"] == parent["content_hash"]:
+            # Raised inside the transaction: the empty version and its rows are rolled back.
+            raise NothingChanged(f"{operation}: nothing to change; version {parent['number']} "
+                                 "already has exactly this content")
+        return version
 
 
 def _replacements(db: Database, dataset_id: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from engine.errors import DataError
 from engine.fileio import atomic_write
 
 
@@ -17,7 +18,12 @@ def export_jsonl(examples: list[dict], path: str | os.PathLike[str]) -> int:
 
     Returns:
         The number of lines written.
+
+    Raises:
+        DataError: ``path`` is a folder.
     """
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a folder; give the name of the .jsonl file to write")
     with atomic_write(path) as handle:
         for example in examples:
             record: dict = {"messages": [{"role": m["role"], "content": m["content"]}

@@ -63,6 +63,10 @@ class FilterConfig:
         if self.max_tokens is not None and self.max_tokens < self.min_tokens:
             raise ConfigError(f"max_tokens ({self.max_tokens}) must be at least min_tokens "
                               f"({self.min_tokens})")
+        bad = [code for code in self.languages if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad:
+            raise ConfigError(f"languages: {', '.join(map(repr, bad))} is not an ISO 639-1 code "
+                              "such as 'en', 'de' or 'zh' (lower case)")
         unknown = sorted(set(self.regex_roles) - set(ROLES))
         if unknown or not self.regex_roles:
             raise ConfigError(f"regex_roles must be a non-empty subset of {', '.join(ROLES)}; "

@@ -110,15 +110,18 @@ def scrub_change(examples: Iterable[dict], preview: PiiPreview, params: Mapping[
 
 
 def augment_change(preview: AugmentPreview, params: Mapping[str, Any], *,
-                   reject: Iterable[int] = ()) -> VersionChange:
+                   reject: Iterable[int] = (),
+                   origin_splits: Mapping[int, str | None] | None = None) -> VersionChange:
     """Add the proposed synthetic examples, less those at the indexes in ``reject``.
 
-    New examples are marked ``synthetic`` with their ``origin_id`` and get no split label, so
-    they are trained on only once a split assigns them (they follow their origin into train and
-    never into validation or test: :mod:`engine.data.splits`).
+    New examples are marked ``synthetic`` with their ``origin_id``. In a version that is
+    already split (``origin_splits``: example id -> split label), a new example whose origin is
+    in train is labelled train; any other gets no label, so it is never evaluated on and never
+    trained on while its origin is held out (:mod:`engine.data.splits`).
     """
-    rejected = set(reject)
-    append = tuple({**_content(p.example), "synthetic": True, "origin_id": p.origin_id}
+    rejected, origin_splits = set(reject), origin_splits or {}
+    append = tuple({**_content(p.example), "synthetic": True, "origin_id": p.origin_id,
+                    "split": "train" if origin_splits.get(p.origin_id) == "train" else None}
                    for i, p in enumerate(preview.proposed) if i not in rejected)
     methods = sorted({p.method for i, p in enumerate(preview.proposed) if i not in rejected})
     text = f"added {_plural(len(append), 'synthetic example')}" + (
@@ -182,7 +185,9 @@ def train_validation_rows(rows: list[dict], *, validation_fraction: float,
     """The (train, validation) examples of one dataset version, as training uses them.
 
     A version with split labels (made by a split operation) is used as labelled; test rows are
-    held back from both. Otherwise the seeded split of ``validation_fraction`` is drawn here
+    held back from both. Rows without a label in such a version were added after the split:
+    a synthetic one follows its origin (trained on only if the origin is in train), any other
+    is trained on. Otherwise the seeded split of ``validation_fraction`` is drawn here
     (:func:`engine.data.cleaning.split_examples`, the split every run before versions used);
     when the version has synthetic examples, :func:`engine.data.splits.split_dataset` is used
     instead, so they follow their origin and never reach validation.
@@ -199,10 +204,24 @@ def train_validation_rows(rows: list[dict], *, validation_fraction: float,
     from engine.data.splits import partition, split_dataset
 
     if any(r.get("split") for r in rows):
-        return ([r for r in rows if r.get("split") == "train"],
-                [r for r in rows if r.get("split") == "validation"])
+        by_id = {r.get("id"): r for r in rows}
+        labels = [r.get("split") or _late_split(r, by_id) for r in rows]
+        return ([r for r, s in zip(rows, labels) if s == "train"],
+                [r for r, s in zip(rows, labels) if s == "validation"])
     if not any(r.get("synthetic") for r in rows):
         return split_examples(rows, validation_fraction=validation_fraction, seed=seed)
     config = SplitConfig(validation_fraction=validation_fraction, seed=seed)
     parts = partition(rows, split_dataset(rows, config))
     return parts["train"], parts["validation"]
+
+
+def _late_split(row: dict, by_id: Mapping[Any, dict]) -> str | None:
+    """The split of a row added to an already split version (see
+    :func:`train_validation_rows`): ``"train"``, or ``None`` when it must be left out."""
+    seen = set()
+    while row.get("synthetic") and row.get("origin_id") in by_id and row["id"] not in seen:
+        seen.add(row["id"])
+        row = by_id[row["origin_id"]]
+    if row.get("synthetic"):
+        return "train"  # its origin is gone: nothing it could leak into
+    return "train" if row.get("split") in (None, "train") else None

@@ -121,3 +121,46 @@ def test_show_and_export_select_by_version_split_and_tag(capsys, data, tmp_path)
     code, done = run(capsys, data, "datasets", "export", "d", str(out), "--split", "validation")
     assert code == 0 and done["examples"] == 3  # round(6 * 0.5)
     assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_bad_inputs_get_clear_errors_and_change_nothing(capsys, data, tmp_path) -> None:
+    bad_json = tmp_path / "skip.json"
+    bad_json.write_text("{garbage", encoding="utf-8")
+    wrong_shape = tmp_path / "shape.json"
+    wrong_shape.write_text("[1, 2, 3]", encoding="utf-8")
+    for argv in (["scrub", "d", "--names-file", str(tmp_path / "missing.txt")],
+                 ["scrub", "d", "--skip-file", str(bad_json)],
+                 ["scrub", "d", "--skip-file", str(wrong_shape)],
+                 ["filter", "d", "--languages", "english"],
+                 ["dedupe", "d", "--keep", "9999"],
+                 ["export", "d", str(tmp_path)]):
+        code, _ = run(capsys, data, "datasets", *argv)
+        assert code == 2, argv
+    with pytest.raises(SystemExit):
+        run(capsys, data, "datasets", "show", "d", "--limit", "-1")
+    assert _versions(capsys, data) == [(1, "import", 6)]
+
+
+def test_a_dataset_named_like_an_id_is_found_by_name(capsys, data, tmp_path) -> None:
+    path = tmp_path / "two.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "x"},
+                                             {"role": "assistant", "content": "y"}]}) + "\n",
+                    encoding="utf-8")
+    _, made = run(capsys, data, "datasets", "import", str(path), "--name", "1")
+    assert made["dataset"]["id"] == 2
+    code, deleted = run(capsys, data, "datasets", "delete", "1")
+    assert code == 0 and deleted == {"deleted": "1", "id": 2}
+    assert [d["name"] for d in run(capsys, data, "datasets", "list")[1]] == ["d"]
+
+
+def test_repeating_an_operation_makes_no_empty_version(capsys, data) -> None:
+    run(capsys, data, "datasets", "tag", "d", "--search", "invoice", "--add", "billing")
+    code, again = run(capsys, data, "datasets", "tag", "d", "--search", "invoice", "--add",
+                      "billing")
+    assert code == 0 and again["version"] is None
+    run(capsys, data, "datasets", "split", "d", "--apply")
+    code, split_again = run(capsys, data, "datasets", "split", "d", "--apply")
+    assert code == 0 and split_again["version"] is None
+    assert [v[1] for v in _versions(capsys, data)] == ["import", "tag", "split"]
+    code, stats = run(capsys, data, "datasets", "stats", "d")
+    assert stats["examples"] == 6 and stats["turns_by_role"] == {"user": 6, "assistant": 6}

@@ -53,8 +53,33 @@ def test_train_validation_rows() -> None:
     labelled = [_ex(1, "a", split="train"), _ex(2, "b", split="validation"),
                 _ex(3, "c", split="test"), _ex(4, "d", split=None)]
     train, val = train_validation_rows(labelled, validation_fraction=0.5, seed=0)
-    assert [r["id"] for r in train] == [1] and [r["id"] for r in val] == [2]
+    # 3 (test) is held back from both; 4 has no label (added after the split): trained on.
+    assert [r["id"] for r in train] == [1, 4] and [r["id"] for r in val] == [2]
     rows = [_ex(i, f"q{i}") for i in range(1, 9)] + [_ex(50, "s", synthetic=True, origin_id=1)]
     train, val = train_validation_rows(rows, validation_fraction=0.25, seed=0)
     assert len(val) == 2 and all(not r.get("synthetic") for r in val)  # 8 originals * 0.25
     assert len(train) + len(val) == 9 - (0 if any(r["id"] == 50 for r in train) else 1)
+
+
+def test_rows_added_after_a_split_follow_their_origin_or_train() -> None:
+    rows = [_ex(1, "a", split="train"), _ex(2, "b", split="validation"),
+            _ex(3, "new after split", split=None),
+            _ex(4, "syn of 1", synthetic=True, origin_id=1, split=None),
+            _ex(5, "syn of 2", synthetic=True, origin_id=2, split=None),
+            _ex(6, "syn of syn of 2", synthetic=True, origin_id=5, split=None)]
+    train, val = train_validation_rows(rows, validation_fraction=0.5, seed=0)
+    # By hand: 1 train; 3 added later -> train; 4 follows 1 -> train; 5 and 6 trace back to 2
+    # (validation) -> left out of both.
+    assert [r["id"] for r in train] == [1, 3, 4] and [r["id"] for r in val] == [2]
+
+
+def test_augment_change_labels_synthetic_of_train_origins_only() -> None:
+    from engine.data.augment import AugmentPreview, ProposedExample
+    from engine.data.workbench import augment_change
+
+    preview = AugmentPreview(proposed=(
+        ProposedExample(1, "synthetic:synonym", _ex(0, "x")),
+        ProposedExample(2, "synthetic:synonym", _ex(0, "y"))), rejected=())
+    change = augment_change(preview, {}, origin_splits={1: "train", 2: "validation"})
+    assert [(e["origin_id"], e["split"]) for e in change.append] == [(1, "train"), (2, None)]
+    assert all(e["synthetic"] and "id" not in e for e in change.append)
