@@ -11,6 +11,7 @@ not found, 130 cancelled (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import itertools
 import json
@@ -516,9 +517,11 @@ def cmd_datasets_stats(app: App) -> int:
     stats = dataset_stats(rows(), tokenizer=tools and tools.tokenizer, template=tools and tools.template,
                           special=tools and tools.special, config=_config(StatsConfig, app),
                           report=app.report, cancel=app.cancel)
+    splits = dict(collections.Counter(r["split"] or "none" for r in rows()))
     lines = [f"{stats.examples} examples, {stats.turns} turns; roles: "
              + ", ".join(f"{r} {n}" for r, n in stats.turns_by_role.items()),
              f"synthetic: {stats.synthetic} ({stats.synthetic_share:.1%}); untagged {stats.untagged}",
+             "splits: " + ", ".join(f"{name} {n}" for name, n in splits.items()),
              "tags: " + (", ".join(f"{t} {n}" for t, n in stats.tags.items()) or "none")]
     if stats.tokens is not None:
         t = stats.tokens
@@ -527,7 +530,7 @@ def cmd_datasets_stats(app: App) -> int:
         width = max((c for _, _, c in t.histogram), default=1)
         lines += [f"  {lo:>6}-{hi:<6} {c:>7} {'#' * round(40 * c / width)}"
                   for lo, hi, c in t.histogram]
-    app.console.result(stats, "\n".join(lines))
+    app.console.result({**_jsonable(stats), "splits": splits}, "\n".join(lines))
     return EXIT_OK
 
 

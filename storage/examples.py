@@ -7,6 +7,7 @@ one transaction; the previous version stays as it was, so an edit can be undone.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Iterable, Iterator, Mapping
 
 from sqlite_utils import Database
@@ -127,10 +128,21 @@ def search_examples(db: Database, dataset_id: int, query: str, limit: int = 100,
     Returns:
         Matching examples (as :func:`get_example`) in position order; empty for a blank query.
     """
-    terms = query.split()
-    if not terms:
+    if not query.split():
         return []
     version_id = versions.head_version_id(db, dataset_id) if version_id is None else version_id
+    # Stored text keeps the Unicode form it was imported in: "café" typed composed (NFC) must
+    # also find it written decomposed (NFD), and the other way round.
+    forms = dict.fromkeys(unicodedata.normalize(f, query) for f in ("NFC", "NFD"))
+    found: dict[int, dict[str, Any]] = {}
+    for form in forms:
+        for row in _search(db, version_id, form.split(), limit):
+            found.setdefault(row["id"], row)
+    ordered = sorted(found.values(), key=lambda e: e["position"])
+    return ordered if limit < 0 else ordered[:limit]
+
+
+def _search(db: Database, version_id: int, terms: list[str], limit: int) -> list[dict[str, Any]]:
     where, params = _search_sql(terms)
     rows = db.query(
         # CROSS JOIN fixes the FTS table as the outer loop; with a plain JOIN the planner

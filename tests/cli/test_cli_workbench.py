@@ -164,3 +164,4 @@ def test_repeating_an_operation_makes_no_empty_version(capsys, data) -> None:
     assert [v[1] for v in _versions(capsys, data)] == ["import", "tag", "split"]
     code, stats = run(capsys, data, "datasets", "stats", "d")
     assert stats["examples"] == 6 and stats["turns_by_role"] == {"user": 6, "assistant": 6}
+    assert stats["splits"] == {"train": 5, "validation": 1}  # default 0.1 of 6 -> at least 1

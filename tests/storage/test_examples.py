@@ -131,3 +131,17 @@ def test_invalid_examples_are_refused(db: Database, three: dict[str, Any], bad: 
     with pytest.raises(storage.InvalidRecord, match=reason):
         storage.add_example(db, three["id"], bad)
     assert storage.get_dataset(db, three["id"])["example_count"] == 3
+
+
+def test_search_finds_composed_and_decomposed_accents(db: Database) -> None:
+    import unicodedata
+
+    composed, decomposed = "café", unicodedata.normalize("NFD", "café")
+    assert composed != decomposed
+    dataset = storage.create_dataset(db, "accents", [
+        {"messages": [{"role": "user", "content": f"one {composed} please"}]},
+        {"messages": [{"role": "user", "content": f"two {decomposed} please"}]}])
+    for query in (composed, decomposed):
+        found = storage.search_examples(db, dataset["id"], query)
+        assert [e["messages"][0]["content"][:3] for e in found] == ["one", "two"]
+    assert len(storage.search_ids(db, dataset["id"], "please")) == 2
