@@ -8,6 +8,11 @@ Prints the wall time of each phase, peak RSS and found vs planted duplicates. No
 
     .venv/bin/python bench/dataset_scale.py
     .venv/bin/python bench/dataset_scale.py --count 20000 --threshold 0.7
+
+Measured 2026-11-30 on 2 idle cores (AMD EPYC, AVX2), defaults: import 13.2 s (peak RSS 59 MB);
+stream back + exact + near duplicates 35.5 s (peak RSS 658 MB, mostly datasketch's in-memory
+LSH index; texts are never held); exact 5,000 of 5,000 found, near 4,978 of 5,000 at threshold
+0.8 (the 22 missed pairs sit just above it), no false positives.
 """
 
 from __future__ import annotations
