@@ -284,7 +284,7 @@ def _findings_by_example(preview: PiiPreview, skip: set[FindingKey]) -> dict[int
     if unknown:
         raise ConfigError(f"skip names {len(unknown)} finding(s) not in the preview, e.g. "
                           f"{sorted(unknown)[0]} (example id, message index, start); "
-                          "use Finding.key values from this preview")
+                          "use the [example id, message index, start] keys this preview lists")
     grouped: dict[int, list[Finding]] = {}
     for f in preview.findings:
         if f.key not in skip:
