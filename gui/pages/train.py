@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QPushButton,
                                QScrollArea, QVBoxLayout, QWidget)
@@ -139,8 +140,14 @@ class TrainPage(QWidget):
         estimate = self.ctx.engine.estimate_training
         job = self.ctx.runner.submit("Estimate", lambda report, cancel: estimate(
             config, Path(model["path"]), model.get("parameter_count"), n_train), lane="light")
-        job.succeeded.connect(lambda text: self.estimate.setText(f"Estimate: {text}"))
-        job.failed.connect(lambda exc: self.estimate.setText(f"No estimate: {exc}"))
+        job.succeeded.connect(lambda text: self._show_estimate(f"Estimate: {text}"))
+        job.failed.connect(lambda exc: self._show_estimate(f"No estimate: {exc}"))
+
+    def _show_estimate(self, text: str) -> None:
+        # The light lane may finish after the window closed (app exit, a test's teardown): a
+        # lambda is not disconnected when the page goes, so check the label still exists.
+        if shiboken6.isValid(self.estimate):
+            self.estimate.setText(text)
 
     # run control ----------------------------------------------------------------------------
     def start(self) -> Job | None:
